@@ -1,0 +1,59 @@
+# koala: the two commands are `make course` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.koala-installed
+
+# The portrait folder beside the checkout (in CI too); KOALA_DATA_DIR=... overrides it.
+SHARED_PORTRAITS := $(abspath ../shared/data/portraits)
+KOALA_DATA_DIR ?= $(if $(wildcard $(SHARED_PORTRAITS)/manifest.csv),$(SHARED_PORTRAITS),)
+export KOALA_DATA_DIR
+
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+# Test runs write only under build/: figures, results, executed notebooks.
+CI_ENV := KOALA_PROFILE=ci KOALA_FIG_DIR=$(CURDIR)/build/figures KOALA_BUILD_DIR=$(CURDIR)/build
+
+.PHONY: help env test course lab notebooks clean
+
+help:
+	@echo "make course     set up .venv, run every notebook (profile auto) -> build/notebooks, figures/"
+	@echo "make test       set up .venv, ruff + pytest + nbval + papermill (profile ci)"
+	@echo "make lab        JupyterLab on notebooks/"
+	@echo "make notebooks  re-execute the committed notebooks in the ci profile (their outputs)"
+
+# The environment: created once, reinstalled when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "koala needs Python >= 3.11: make PYTHON=python3.11 ...")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+env: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	@mkdir -p build
+	$(CI_ENV) $(BIN)/python -m pytest tests notebooks \
+	    --nbval-lax --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+course: $(STAMP)
+	@mkdir -p build/notebooks
+	@[ -n "$$KOALA_DATA_DIR" ] || echo "KOALA_DATA_DIR is not set: notebooks use their built-in sample images."
+	@set -e; for nb in $(NOTEBOOKS); do \
+	    echo "== $$nb"; \
+	    $(BIN)/papermill "$$nb" "build/notebooks/$$(basename $$nb)" --cwd notebooks -p PROFILE auto; \
+	done
+	@echo "Executed notebooks: build/notebooks/   figures: figures/"
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks
+
+notebooks: $(STAMP)
+	$(CI_ENV) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+	    --ExecutePreprocessor.timeout=1800 --ExecutePreprocessor.record_timing=False \
+	    --ExecutePreprocessor.store_widget_state=False $(NOTEBOOKS)
+
+clean:
+	rm -rf build

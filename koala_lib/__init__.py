@@ -1,0 +1,7 @@
+"""koala: Deep Koalarization, taught and reproduced (the course's library).
+
+Modules, one job each: ``color`` (Lab), ``data`` (portraits), ``viz`` (figures),
+``profiles`` (run profiles, environment check), ``outputs`` (where results go).
+"""
+
+__version__ = "0.1.0"

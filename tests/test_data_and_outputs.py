@@ -1,0 +1,71 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from koala_lib import data, outputs
+
+
+def test_wrong_data_dir_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("KOALA_DATA_DIR", str(tmp_path / "missing"))
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        data.sample_portrait()
+
+
+def test_empty_data_dir_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("KOALA_DATA_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="holds no images"):
+        data.sample_portrait()
+
+
+def test_fallback_is_the_scikit_image_portrait_with_a_notice(monkeypatch, capsys):
+    monkeypatch.delenv("KOALA_DATA_DIR", raising=False)
+    portrait = data.sample_portrait()
+    assert portrait.rgb.shape == (512, 512, 3) and portrait.rgb.dtype == np.uint8
+    assert "scikit-image sample" in capsys.readouterr().out
+
+
+def test_named_portrait_from_the_shared_folder(monkeypatch, portrait_folder, capsys):
+    monkeypatch.setenv("KOALA_DATA_DIR", str(portrait_folder))
+    portrait = data.sample_portrait("us_congress/J000032.jpg")
+    assert portrait.name == "us_congress/J000032.jpg"
+    assert portrait.rgb.shape == (275, 225, 3)
+    assert "public domain" in portrait.license
+    assert "J000032" in capsys.readouterr().out
+    # The manifest's black-and-white portraits are not offered as colour samples.
+    assert all("grayscale" not in p.as_posix() for p in data.list_images(portrait_folder))
+
+
+def test_load_rgb_handles_rgba_palette_and_bad_files(tmp_path):
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 0] = 255  # red, fully transparent in the left half
+    rgba[:, 2:, 3] = 255
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    loaded = data.load_rgb(tmp_path / "a.png")
+    assert loaded[0, 0].tolist() == [255, 255, 255]  # transparent -> white background
+    assert loaded[0, 3].tolist() == [255, 0, 0]
+    Image.fromarray(rgba[..., :3]).convert("P").save(tmp_path / "p.png")
+    assert data.load_rgb(tmp_path / "p.png").shape == (4, 4, 3)
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with pytest.raises(ValueError, match="broken.jpg"):
+        data.load_rgb(tmp_path / "broken.jpg")
+    with pytest.raises(FileNotFoundError, match="no image file"):
+        data.load_rgb(tmp_path / "nope.jpg")
+
+
+def test_record_results_merges_and_makes_values_plain(tmp_path):
+    outputs.record_results("demo", a=np.float32(1.5), b=np.arange(3))
+    path = outputs.record_results("demo", c=float("nan"), a=2)
+    assert path == tmp_path / "build" / "results" / "demo.json"
+    assert json.loads(path.read_text()) == {"a": 2, "b": [0, 1, 2], "c": None}
+    assert outputs.load_results("demo")["b"] == [0, 1, 2]
+    with pytest.raises(FileNotFoundError, match="run the notebook"):
+        outputs.load_results("never")
+
+
+def test_project_root_is_found_from_a_subfolder(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "koala_lib").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    assert outputs.project_root(tmp_path / "notebooks") == tmp_path

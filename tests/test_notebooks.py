@@ -1,0 +1,80 @@
+"""Execute every notebook with papermill in the `ci` profile and check what it recorded.
+
+nbval (run by `make test` on notebooks/) compares the committed outputs of the cells marked
+NBVAL_CHECK_OUTPUT; this test runs each notebook fresh, fails on any cell error, and checks
+the numbers the notebook writes under build/results/.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import papermill as pm
+import pytest
+from conftest import ROOT, portraits_dir
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+BUILD = ROOT / "build"
+
+
+def check_01_lab_color_space(results: dict, real_data: bool) -> None:
+    assert results["profile"] == "ci"
+    np.testing.assert_allclose(results["red_lab"], [53.24, 80.09, 67.20], atol=0.01)
+    assert results["gray_max_l_change"] < 0.01
+    assert results["gray_max_chroma"] < 0.05
+    assert results["float_round_trip_max_rgb_diff"] == 0
+    assert 0 < results["packed_lab_mean_delta_e"] < 0.5
+    candidates = results["candidates"]
+    assert candidates["true a,b"]["mean dE00 to truth"] < 0.01
+    for name in ("gray (a = b = 0)", "global mean a,b", "brownish constant"):
+        assert candidates[name]["mean dE00 to truth"] > 3, name
+    assert candidates["gray (a = b = 0)"]["mean chroma"] < 0.05
+    if real_data:
+        assert results["portrait"] == "us_congress/J000032.jpg"
+        assert results["n_mean_portraits"] == 48
+        # Averaging cancels colour: the mean of the pixels is far grayer than the pixels are.
+        assert np.hypot(*results["global_mean_ab"]) < results["mean_pixel_chroma"] / 2
+        # Faces are warm: positive a and b.
+        assert min(results["face_mean_ab"]) > 3
+        # Knowing where things usually are beats any constant.
+        per_pixel = candidates["per-pixel mean a,b"]["mean dE00 to truth"]
+        assert per_pixel < min(
+            candidates[name]["mean dE00 to truth"]
+            for name in ("gray (a = b = 0)", "global mean a,b", "brownish constant")
+        )
+
+
+CHECKS = {"01_lab_color_space": check_01_lab_color_space}
+
+
+def test_every_notebook_has_checks():
+    assert NOTEBOOKS, "no notebooks found"
+    missing = [nb.stem for nb in NOTEBOOKS if nb.stem not in CHECKS]
+    assert not missing, f"notebooks without recorded-result checks: {missing}"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda path: path.stem)
+def test_notebook_executes_in_ci_profile(notebook, monkeypatch):
+    data = portraits_dir()
+    if data is not None:
+        monkeypatch.setenv("KOALA_DATA_DIR", str(data))
+    # Executed copies, figures and results all go under build/, never into tracked files.
+    monkeypatch.setenv("KOALA_BUILD_DIR", str(BUILD))
+    monkeypatch.setenv("KOALA_FIG_DIR", str(BUILD / "figures"))
+    results_file = BUILD / "results" / f"{notebook.stem}.json"
+    results_file.unlink(missing_ok=True)
+    output = BUILD / "notebooks" / notebook.name
+    output.parent.mkdir(parents=True, exist_ok=True)
+
+    pm.execute_notebook(
+        str(notebook),
+        str(output),
+        parameters={"PROFILE": "ci"},
+        cwd=str(notebook.parent),
+        kernel_name="python3",
+        progress_bar=False,
+    )
+
+    assert results_file.exists(), f"{notebook.name} did not record its results"
+    CHECKS[notebook.stem](json.loads(results_file.read_text()), real_data=data is not None)
