@@ -12,13 +12,16 @@ export KOALA_DATA_DIR
 
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 # Test runs write only under build/: figures, results, executed notebooks.
-CI_ENV := KOALA_PROFILE=ci KOALA_FIG_DIR=$(CURDIR)/build/figures KOALA_BUILD_DIR=$(CURDIR)/build
+CI_ENV := KOALA_PROFILE=ci KOALA_FIG_DIR=$(CURDIR)/build/figures KOALA_BUILD_DIR=$(CURDIR)/build \
+    KOALA_CACHE_DIR=$(CURDIR)/build/cache
+# Model code must stay backend-agnostic: these tests run again under JAX.
+BACKEND_TESTS := tests/test_model.py tests/test_features.py
 
 .PHONY: help env test course lab notebooks clean
 
 help:
 	@echo "make course     set up .venv, run every notebook (profile auto) -> build/notebooks, figures/"
-	@echo "make test       set up .venv, ruff + pytest + nbval + papermill (profile ci)"
+	@echo "make test       set up .venv, ruff + pytest + nbval + papermill (profile ci), model tests on JAX"
 	@echo "make lab        JupyterLab on notebooks/"
 	@echo "make notebooks  re-execute the committed notebooks in the ci profile (their outputs)"
 
@@ -37,6 +40,7 @@ test: $(STAMP)
 	@mkdir -p build
 	$(CI_ENV) $(BIN)/python -m pytest tests notebooks \
 	    --nbval-lax --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+	$(CI_ENV) KERAS_BACKEND=jax $(BIN)/python -m pytest $(BACKEND_TESTS) -p no:cacheprovider
 
 course: $(STAMP)
 	@mkdir -p build/notebooks

@@ -2,7 +2,9 @@
 
 * ``KOALA_FIG_DIR``   overrides ``<project>/figures`` (tests point it under ``build/``
   so that ``make test`` never touches tracked files; ``make course`` refreshes ``figures/``).
-* ``KOALA_BUILD_DIR`` overrides ``<project>/build`` (executed notebooks, caches, results).
+* ``KOALA_BUILD_DIR`` overrides ``<project>/build`` (executed notebooks, results).
+* ``KOALA_CACHE_DIR`` overrides ``~/.cache/koala`` (converted weights, embeddings): things
+  that are slow to make and safe to reuse across checkouts.
 
 ``<project>`` is the nearest folder above the working directory that holds
 ``pyproject.toml`` and ``koala_lib/``; on Colab (no checkout) it is the working directory.
@@ -35,6 +37,13 @@ def figures_dir() -> Path:
 
 def build_dir() -> Path:
     folder = Path(os.environ.get("KOALA_BUILD_DIR") or project_root() / "build")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def cache_dir(*parts: str) -> Path:
+    folder = Path(os.environ.get("KOALA_CACHE_DIR") or Path.home() / ".cache" / "koala")
+    folder = folder.joinpath(*parts)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

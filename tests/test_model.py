@@ -1,0 +1,100 @@
+"""The colorizer: shapes, parameter counts, fusion, saving. Runs under TensorFlow and JAX."""
+
+import keras
+import numpy as np
+import pytest
+
+from koala_lib import model
+
+
+def _inputs(batch, height, width, dim=1000, seed=0):
+    rng = np.random.default_rng(seed)
+    lightness = rng.uniform(-1, 1, (batch, height, width, 1)).astype("float32")
+    embedding = rng.normal(0, 3, (batch, dim)).astype("float32")
+    return lightness, embedding
+
+
+@pytest.mark.parametrize("size", [224, (64, 96), (32, 32), (8, 16)])
+def test_output_shape_and_range_at_several_sizes(size):
+    colorizer = model.build_colorizer(size)
+    height, width = (size, size) if isinstance(size, int) else size
+    ab = keras.ops.convert_to_numpy(colorizer(_inputs(2, height, width)))
+    assert ab.shape == (2, height, width, 2)
+    assert ab.dtype == np.float32
+    assert np.abs(ab).max() < 1.0  # tanh
+
+
+def test_any_size_model_accepts_multiples_of_8():
+    colorizer = model.build_colorizer(None)
+    for height, width in [(40, 56), (16, 8)]:
+        ab = colorizer.predict(_inputs(1, height, width), verbose=0)
+        assert ab.shape == (1, height, width, 2)
+
+
+@pytest.mark.parametrize("size", [225, (64, 60), 0, (4, 8)])
+def test_sizes_not_divisible_by_8_are_refused_clearly(size):
+    with pytest.raises(ValueError, match="multiple of 8"):
+        model.build_colorizer(size)
+
+
+def test_parameter_counts_match_the_report_table():
+    colorizer = model.build_colorizer(224, embedding_dim=1000)
+    assert colorizer.count_params() == 6_573_794
+    assert sum(int(np.prod(w.shape)) for w in colorizer.trainable_weights) == 6_573_794
+    assert model.build_colorizer(224, embedding_dim=1001).count_params() == 6_574_050
+    parts = {layer.name: layer.count_params() for layer in colorizer.layers}
+    assert parts["encoder"] == 5_827_200
+    assert parts["fusion"] == (256 + 1000) * 256 + 256
+    assert parts["decoder"] == 424_802
+    # The count does not depend on the image size: the network is fully convolutional.
+    assert model.build_colorizer((64, 96)).count_params() == 6_573_794
+
+
+def test_encoder_and_decoder_shapes_follow_the_table():
+    encoder = model.build_encoder(224)
+    convs = [layer for layer in encoder.layers if "conv" in layer.name]
+    assert [(c.filters, c.strides[0]) for c in convs] == list(model.ENCODER_SPEC)
+    assert all(c.kernel_size == (3, 3) for c in convs)
+    assert tuple(encoder.output.shape) == (None, 28, 28, 256)
+    decoder = model.build_decoder(224)
+    assert tuple(decoder.input.shape) == (None, 28, 28, 256)
+    assert tuple(decoder.output.shape) == (None, 224, 224, 2)
+    assert decoder.get_layer("decoder_ab").activation.__name__ == "tanh"
+
+
+def test_fusion_equals_convolution_plus_broadcast_dense():
+    fusion = model.FusionLayer(256)
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(3, 5, 7, 256)).astype("float32")
+    embedding = rng.normal(size=(3, 1000)).astype("float32")
+    tiled = keras.ops.convert_to_numpy(fusion.tile(features, embedding))
+    assert tiled.shape == (3, 5, 7, 1256)
+    np.testing.assert_array_equal(tiled[:, 4, 6, 256:], embedding)  # every cell, same embedding
+    fused = keras.ops.convert_to_numpy(fusion([features, embedding]))
+    broadcast = keras.ops.convert_to_numpy(model.fusion_by_broadcast(fusion, features, embedding))
+    assert fused.shape == (3, 5, 7, 256)
+    np.testing.assert_allclose(fused, broadcast, rtol=1e-4, atol=1e-4)
+    assert (fused > 0).mean() > 0.2  # not a trivially all-zero ReLU output
+
+
+def test_keras_file_round_trip_in_safe_mode(tmp_path):
+    colorizer = model.build_colorizer((32, 48))
+    inputs = _inputs(2, 32, 48, seed=3)
+    before = colorizer.predict(inputs, verbose=0)
+    path = tmp_path / "colorizer.keras"
+    colorizer.save(path)
+    loaded = model.load_colorizer(path)
+    np.testing.assert_allclose(loaded.predict(inputs, verbose=0), before, atol=1e-6)
+    assert loaded.count_params() == colorizer.count_params()
+    assert isinstance(loaded.get_layer("fusion"), model.FusionLayer)
+
+
+def test_a_few_adam_steps_fit_one_image():
+    keras.utils.set_random_seed(0)
+    colorizer = model.build_colorizer((32, 32))
+    colorizer.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    lightness, embedding = _inputs(1, 32, 32, seed=4)
+    target = np.tanh(np.random.default_rng(5).normal(0, 0.3, (1, 32, 32, 2))).astype("float32")
+    history = colorizer.fit([lightness, embedding], target, epochs=30, verbose=0)
+    losses = history.history["loss"]
+    assert losses[-1] < 0.7 * losses[0]
