@@ -96,6 +96,25 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
         raise ValueError(f"cannot read {path} as an image: {error}") from error
 
 
+def fit_to_square(rgb, size: int) -> np.ndarray:
+    """Crop the central square (the top one for tall portraits, where the face is), resize.
+
+    Portraits are taller than wide; cropping keeps proportions (squashing would distort
+    faces) and taking the top square keeps the face, which sits in the upper part.
+    """
+    from skimage.transform import resize
+
+    rgb = np.asarray(rgb)
+    height, width = rgb.shape[:2]
+    side = min(height, width)
+    top = 0 if height > width else (height - side) // 2
+    left = (width - side) // 2
+    square = rgb[top : top + side, left : left + side]
+    resized = resize(square, (size, size), order=1, anti_aliasing=side > size,
+                     preserve_range=True)
+    return np.round(resized).astype(np.uint8) if rgb.dtype == np.uint8 else resized
+
+
 def sample_portrait(name: str | None = None, verbose: bool = True) -> Portrait:
     """One real portrait for the notebooks, from the first source that has one.
 

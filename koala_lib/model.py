@@ -9,13 +9,21 @@ part       layers (3x3 convolutions unless noted)     output
 =========  =========================================  ==================
 encoder    64 /2, 128, 128 /2, 256, 256 /2, 512,      H/8 x W/8 x 256
            512, 256
-fusion     embedding tiled H/8 x W/8, concatenated,   H/8 x W/8 x 256
-           then 256 1x1
+fusion     embedding standardised, tiled H/8 x W/8,   H/8 x W/8 x 256
+           concatenated, then 256 1x1
 decoder    128, up, 64, 64, up, 32, 2 (tanh), up      H x W x 2
 =========  =========================================  ==================
 
 ReLU everywhere but the last layer. Only ``keras.ops`` is used, so the model runs on the
 TensorFlow, JAX and PyTorch backends alike.
+
+One addition to the report's table, with no parameters: the fusion layer standardises each
+image's embedding (zero mean, unit variance over its D logits) before tiling it. Raw
+ImageNet logits reach +-10 on 1000 inputs and swamp the 256 encoder features in the 1x1
+convolution: the tanh output starts near saturation and, for some initialisations, stays
+there. Measured when over-fitting one 64x64 portrait for 120 Adam steps (lr 0.001, CPU,
+TensorFlow), three seeds: final loss 0.0016 / 0.0025 / 0.0043 standardised against
+0.0044 / 0.0060 / 0.0063 raw. ``standardize_embedding=False`` gives the report's exact layer.
 """
 
 from __future__ import annotations
@@ -79,9 +87,11 @@ class FusionLayer(layers.Layer):
     and with dynamic h, w, so one layer serves any image size.
     """
 
-    def __init__(self, filters: int = FUSION_FILTERS, **kwargs):
+    def __init__(self, filters: int = FUSION_FILTERS, standardize_embedding: bool = True,
+                 **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
+        self.standardize_embedding = standardize_embedding
         self.conv = layers.Conv2D(filters, 1, activation="relu", name="fusion_conv")
 
     def build(self, input_shape):
@@ -89,8 +99,18 @@ class FusionLayer(layers.Layer):
         fused = (*features_shape[:-1], features_shape[-1] + embedding_shape[-1])
         self.conv.build(fused)
 
+    def prepare_embedding(self, embedding):
+        """Standardise each embedding over its D values (no parameters); see the module doc."""
+        embedding = ops.cast(embedding, "float32")
+        if not self.standardize_embedding:
+            return embedding
+        mean = ops.mean(embedding, axis=-1, keepdims=True)
+        std = ops.std(embedding, axis=-1, keepdims=True)
+        return (embedding - mean) / (std + 1e-6)
+
     def tile(self, features, embedding):
         """The fusion volume before the 1x1 convolution: (B, h, w, C + D)."""
+        embedding = self.prepare_embedding(embedding)
         shape = ops.shape(features)
         tiled = ops.broadcast_to(
             ops.expand_dims(ops.expand_dims(embedding, 1), 1),
@@ -107,7 +127,8 @@ class FusionLayer(layers.Layer):
         return (*features_shape[:-1], self.filters)
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters}
+        return {**super().get_config(), "filters": self.filters,
+                "standardize_embedding": self.standardize_embedding}
 
 
 def fusion_by_broadcast(fusion: FusionLayer, features, embedding):
@@ -123,7 +144,7 @@ def fusion_by_broadcast(fusion: FusionLayer, features, embedding):
     channels = ops.shape(features)[-1]
     kernel = ops.reshape(kernel, (ops.shape(kernel)[-2], ops.shape(kernel)[-1]))
     from_features = ops.einsum("bhwc,cf->bhwf", features, kernel[:channels])
-    from_embedding = ops.matmul(embedding, kernel[channels:])
+    from_embedding = ops.matmul(fusion.prepare_embedding(embedding), kernel[channels:])
     return ops.relu(from_features + from_embedding[:, None, None, :] + bias)
 
 
@@ -150,8 +171,8 @@ def build_decoder(image_size=224, name: str = "decoder") -> keras.Model:
     return keras.Model(fused, x, name=name)
 
 
-def build_colorizer(image_size=224, embedding_dim: int = 1000,
-                    name: str = "colorizer") -> keras.Model:
+def build_colorizer(image_size=224, embedding_dim: int = 1000, name: str = "colorizer",
+                    standardize_embedding: bool = True) -> keras.Model:
     """The full network: (scaled L, embedding) -> scaled a,b.
 
     ``embedding_dim`` is 1000 for the Keras ImageNet classifiers (1001 for the TF-slim
@@ -163,7 +184,8 @@ def build_colorizer(image_size=224, embedding_dim: int = 1000,
     lightness = keras.Input((height, width, 1), name="L")
     embedding = keras.Input((embedding_dim,), name="embedding")
     features = build_encoder((height, width))(lightness)
-    fused = FusionLayer(FUSION_FILTERS, name="fusion")([features, embedding])
+    fused = FusionLayer(FUSION_FILTERS, standardize_embedding, name="fusion")(
+        [features, embedding])
     ab = build_decoder((height, width))(fused)
     return keras.Model([lightness, embedding], ab, name=name)
 

@@ -69,3 +69,25 @@ def test_project_root_is_found_from_a_subfolder(tmp_path):
     (tmp_path / "koala_lib").mkdir()
     (tmp_path / "notebooks").mkdir()
     assert outputs.project_root(tmp_path / "notebooks") == tmp_path
+
+
+def test_fit_to_square_keeps_the_top_of_tall_portraits():
+    tall = np.zeros((300, 200, 3), np.uint8)
+    tall[:200] = 255  # the top square is white, the rest black
+    square = data.fit_to_square(tall, 64)
+    assert square.shape == (64, 64, 3) and square.dtype == np.uint8
+    assert square.min() == 255
+    wide = np.zeros((100, 160, 3), np.uint8)
+    wide[:, 30:130] = 200  # the central square
+    assert data.fit_to_square(wide, 32).min() == 200
+
+
+def test_steps_until_plateau():
+    from koala_lib.losses import steps_until_plateau
+
+    falling_then_flat = np.concatenate([np.linspace(1.0, 0.1, 50), np.full(100, 0.1)])
+    step = steps_until_plateau(falling_then_flat, window=20)
+    assert 25 <= step <= 50
+    assert steps_until_plateau(np.linspace(1, 0.01, 100), window=10) == 100
+    with pytest.raises(ValueError):
+        steps_until_plateau([])

@@ -69,7 +69,11 @@ def test_fusion_equals_convolution_plus_broadcast_dense():
     embedding = rng.normal(size=(3, 1000)).astype("float32")
     tiled = keras.ops.convert_to_numpy(fusion.tile(features, embedding))
     assert tiled.shape == (3, 5, 7, 1256)
-    np.testing.assert_array_equal(tiled[:, 4, 6, 256:], embedding)  # every cell, same embedding
+    standardized = (embedding - embedding.mean(-1, keepdims=True)) / embedding.std(
+        -1, keepdims=True)
+    # Every cell holds the same (standardised) embedding.
+    np.testing.assert_allclose(tiled[:, 4, 6, 256:], standardized, atol=1e-5)
+    np.testing.assert_allclose(tiled[:, 0, 0, 256:], standardized, atol=1e-5)
     fused = keras.ops.convert_to_numpy(fusion([features, embedding]))
     broadcast = keras.ops.convert_to_numpy(model.fusion_by_broadcast(fusion, features, embedding))
     assert fused.shape == (3, 5, 7, 256)
@@ -98,3 +102,38 @@ def test_a_few_adam_steps_fit_one_image():
     history = colorizer.fit([lightness, embedding], target, epochs=30, verbose=0)
     losses = history.history["loss"]
     assert losses[-1] < 0.7 * losses[0]
+
+
+def test_report_loss_is_keras_mse():
+    from koala_lib.losses import report_mse
+
+    rng = np.random.default_rng(6)
+    y_true = rng.uniform(-1, 1, (4, 16, 24, 2)).astype("float32")
+    y_pred = rng.uniform(-1, 1, (4, 16, 24, 2)).astype("float32")
+    pairs = zip(y_pred, y_true, strict=True)
+    by_hand = np.mean([np.sum((p - t) ** 2) / (2 * 16 * 24) for p, t in pairs])
+    ours = float(keras.ops.convert_to_numpy(report_mse(y_true, y_pred)))
+    keras_mse = float(keras.ops.convert_to_numpy(keras.losses.MeanSquaredError()(y_true, y_pred)))
+    assert ours == pytest.approx(by_hand, rel=1e-5)
+    assert ours == pytest.approx(keras_mse, rel=1e-5)
+
+
+def test_embedding_standardisation_is_parameter_free_and_can_be_turned_off():
+    plain = model.build_colorizer((32, 32), standardize_embedding=False)
+    assert plain.count_params() == model.build_colorizer((32, 32)).count_params()
+    fusion = model.FusionLayer(8, standardize_embedding=False)
+    embedding = np.arange(6, dtype="float32").reshape(1, 6)
+    tiled = keras.ops.convert_to_numpy(fusion.tile(np.zeros((1, 2, 2, 3), "float32"), embedding))
+    np.testing.assert_array_equal(tiled[0, 1, 1, 3:], embedding[0])
+    # Scaling the logits of an image does not change what the standardising fusion sees.
+    standard = model.FusionLayer(8)
+    a = keras.ops.convert_to_numpy(standard.prepare_embedding(embedding))
+    b = keras.ops.convert_to_numpy(standard.prepare_embedding(embedding * 7 + 3))
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_saved_model_keeps_the_fusion_setting(tmp_path):
+    plain = model.build_colorizer((16, 16), standardize_embedding=False)
+    plain.save(tmp_path / "plain.keras")
+    loaded = model.load_colorizer(tmp_path / "plain.keras")
+    assert loaded.get_layer("fusion").standardize_embedding is False

@@ -8,6 +8,7 @@ the numbers the notebook writes under build/results/.
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import papermill as pm
@@ -45,7 +46,47 @@ def check_01_lab_color_space(results: dict, real_data: bool) -> None:
         )
 
 
-CHECKS = {"01_lab_color_space": check_01_lab_color_space}
+def check_03_encoder(results: dict, real_data: bool) -> None:
+    assert results["output_shape"] == [28, 28, 256]
+    assert results["encoder_parameters"] == results["library_parameters"] == 5_827_200
+    assert results["max_difference_to_library"] == 0.0
+    assert 0 < results["active_fraction_conv8"] < 1
+
+
+def check_04_inception_fusion(results: dict, real_data: bool) -> None:
+    assert results["embedding_dim"] == 1000
+    assert results["volume_shape"] == [28, 28, 1256]
+    assert results["fused_shape"] == [28, 28, 256]
+    assert results["fusion_parameters"] == 321_792
+    assert results["fusion_broadcast_max_difference"] < 1e-3
+    assert results["macs_tiled"] > 4 * results["macs_broadcast"]
+    low, high = results["logits_range"]
+    assert low < 0 < 1 < high  # logits, not probabilities
+    assert (results["cache_misses"], results["cache_hits"]) == (1, 1)
+    assert results["cache_load_seconds"] < results["cache_compute_seconds"]
+    if results["weights"] in ("torchvision", "imagenet"):  # real ImageNet weights
+        assert results["colour_top1"]["coffee"] == "espresso"
+        assert results["colour_top1"]["chelsea"] in {
+            "tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
+
+
+def check_05_decoder_and_model(results: dict, real_data: bool) -> None:
+    assert results["total_parameters"] == 6_573_794
+    assert results["parts"] == {"encoder": 5_827_200, "fusion": 321_792, "decoder": 424_802}
+    assert results["decoder_max_difference_to_library"] == 0.0
+    assert abs(results["report_loss"] - results["keras_mse"]) < 1e-6
+    # Over-fitting one photo works: the loss falls tenfold and the colours come back.
+    assert results["overfit_best_loss"] < results["overfit_first_loss"] / 10
+    assert results["overfit_delta_e"] < results["gray_delta_e"] / 2
+    assert results["overfit_best_loss"] < results["overfit_raw_logits_best_loss"]
+
+
+CHECKS = {
+    "01_lab_color_space": check_01_lab_color_space,
+    "03_encoder": check_03_encoder,
+    "04_inception_fusion": check_04_inception_fusion,
+    "05_decoder_and_model": check_05_decoder_and_model,
+}
 
 
 def test_every_notebook_has_checks():
@@ -62,6 +103,7 @@ def test_notebook_executes_in_ci_profile(notebook, monkeypatch):
     # Executed copies, figures and results all go under build/, never into tracked files.
     monkeypatch.setenv("KOALA_BUILD_DIR", str(BUILD))
     monkeypatch.setenv("KOALA_FIG_DIR", str(BUILD / "figures"))
+    monkeypatch.setenv("KOALA_CACHE_DIR", os.environ.get("KOALA_CACHE_DIR", str(BUILD / "cache")))
     results_file = BUILD / "results" / f"{notebook.stem}.json"
     results_file.unlink(missing_ok=True)
     output = BUILD / "notebooks" / notebook.name

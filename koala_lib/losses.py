@@ -1,0 +1,42 @@
+"""The report's objective, and reading a loss curve.
+
+The report trains with
+
+    L(y, y_hat) = 1 / (2HW) * sum over h, w and the two channels a, b of (y_hat - y)^2
+
+per image. There are exactly 2HW terms, so this is the mean of the squared errors over
+every a,b value of the image: the same number as Keras' ``"mse"`` (which averages over
+the last axis, then Keras averages over H, W and the batch). :func:`report_mse` writes the
+formula out so that notebooks can show the two agree.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from keras import ops
+
+
+def report_mse(y_true, y_pred):
+    """1/(2HW) * sum of squared a,b errors, per image, averaged over the batch."""
+    y_true = ops.cast(y_true, "float32")
+    y_pred = ops.cast(y_pred, "float32")
+    shape = ops.shape(y_true)
+    terms = ops.cast(2 * shape[1] * shape[2], "float32")
+    per_image = ops.sum(ops.square(y_pred - y_true), axis=(1, 2, 3)) / terms
+    return ops.mean(per_image)
+
+
+def steps_until_plateau(losses, window: int = 20, min_improvement: float = 0.01) -> int:
+    """First step after which ``window`` more steps improve the best loss by < ``min_improvement``.
+
+    Improvement is relative to the best loss so far. Returns ``len(losses)`` when the curve
+    is still improving at the end (no plateau reached).
+    """
+    losses = np.asarray(losses, np.float64)
+    if losses.ndim != 1 or len(losses) == 0:
+        raise ValueError("expected a non-empty 1-d sequence of losses.")
+    best = np.minimum.accumulate(losses)
+    for step in range(len(losses) - window):
+        if best[step + window] > best[step] * (1 - min_improvement):
+            return step
+    return len(losses)
