@@ -6,7 +6,7 @@ Two extractors are registered:
 name                   input   weights
 =====================  ======  ====================================================
 ``inception_resnet_v2``  299   the paper's choice; ``"imagenet"`` downloads Keras' weights
-``mobilenet_v2``         224   about 40x cheaper; ``"imagenet"`` (Keras download) or
+``mobilenet_v2``         224   16x fewer parameters; ``"imagenet"`` (Keras download) or
                                 ``"torchvision"``: ImageNet weights available offline
 =====================  ======  ====================================================
 
@@ -19,6 +19,9 @@ into [0, 1], so the 1x1 convolution sees differences between images.
 The classifier sees what the colorizer sees: the image's lightness only. L is turned into
 the gray sRGB image it stands for (a = b = 0), replicated to 3 channels, resized to the
 extractor's input and normalised the way its weights expect.
+
+Cost, measured by ``benchmarks/embeddings.py`` on the 2-core CPU machine (TensorFlow 2.21):
+MobileNetV2 embeds 29.4 images/s, Inception-ResNet-v2 5.3 images/s (5.5x slower).
 
 Default ``auto``: Inception-ResNet-v2 with ImageNet weights when they are cached or can be
 downloaded, otherwise MobileNetV2 with the offline torchvision weights. One line says which.

@@ -27,16 +27,18 @@ def report_mse(y_true, y_pred):
 
 
 def steps_until_plateau(losses, window: int = 20, min_improvement: float = 0.01) -> int:
-    """First step after which ``window`` more steps improve the best loss by < ``min_improvement``.
+    """The step from which training stopped paying off, or ``len(losses)`` if it had not.
 
-    Improvement is relative to the best loss so far. Returns ``len(losses)`` when the curve
-    is still improving at the end (no plateau reached).
+    The run counts as still improving when its best loss fell by more than
+    ``min_improvement`` (relative) over the last ``window`` steps; then ``len(losses)`` is
+    returned. Otherwise the plateau starts at the first step whose best-so-far loss is
+    within ``min_improvement`` of the run's final best. Early spikes (an optimiser
+    overshooting, a saturated output) do not fool it: only the best loss so far counts.
     """
     losses = np.asarray(losses, np.float64)
     if losses.ndim != 1 or len(losses) == 0:
         raise ValueError("expected a non-empty 1-d sequence of losses.")
     best = np.minimum.accumulate(losses)
-    for step in range(len(losses) - window):
-        if best[step + window] > best[step] * (1 - min_improvement):
-            return step
-    return len(losses)
+    if len(losses) <= window or best[-1] < best[-1 - window] * (1 - min_improvement):
+        return len(losses)
+    return int(np.argmax(best <= best[-1] * (1 + min_improvement)))

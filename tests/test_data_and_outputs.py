@@ -89,5 +89,9 @@ def test_steps_until_plateau():
     step = steps_until_plateau(falling_then_flat, window=20)
     assert 25 <= step <= 50
     assert steps_until_plateau(np.linspace(1, 0.01, 100), window=10) == 100
+    # An early spike (an optimiser overshooting) does not make step 0 the plateau.
+    spiky = np.concatenate([[0.05], np.full(40, 1.0), np.linspace(0.02, 0.001, 60),
+                            np.full(60, 0.001)])
+    assert 95 <= steps_until_plateau(spiky, window=20) <= 101
     with pytest.raises(ValueError):
         steps_until_plateau([])

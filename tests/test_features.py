@@ -124,3 +124,13 @@ def test_cache_hits_misses_and_invalidation(tmp_path, random_mobilenet, monkeypa
     assert (cache.hits, len(calls)) == (2, 3)
     assert len(list((tmp_path / "embeddings").glob("*.part*"))) == 0
     assert cache.clear() == 3
+
+
+def test_local_weights_file_loads_the_same_network(tmp_path, random_mobilenet):
+    path = tmp_path / "mobilenet_v2_random.weights.h5"
+    random_mobilenet.model.save_weights(path)
+    from_file = features.FeatureExtractor("mobilenet_v2", str(path))
+    lightness = np.random.default_rng(1).uniform(0, 100, (2, 40, 40)).astype(np.float32)
+    np.testing.assert_allclose(from_file.embed(lightness), random_mobilenet.embed(lightness),
+                               rtol=1e-5, atol=1e-12)
+    assert from_file.fingerprint == random_mobilenet.fingerprint
