@@ -4,7 +4,9 @@ Source order, the same in every notebook:
 
 1. ``KOALA_DATA_DIR``: a local folder of portraits (here and in CI:
    ``../shared/data/portraits``, with ``manifest.csv``);
-2. a public download (arrives with the dataset notebook; not yet available);
+2. the public portraits downloaded earlier into ``~/.cache/koala/portraits`` (or
+   ``KOALA_CACHE_DIR``) by :func:`koala_lib.download.download_portraits`, which notebook
+   02 runs when there is a network and no ``KOALA_DATA_DIR``;
 3. ``skimage.data.astronaut()``: a public-domain portrait shipped with scikit-image,
    so every notebook runs even with no data at all.
 
@@ -45,6 +47,19 @@ def data_dir() -> Path | None:
             f"(e.g. ../shared/data/portraits), or unset it to use the built-in sample."
         )
     return folder
+
+
+def downloaded_dir() -> Path | None:
+    """The folder of downloaded public portraits, if a download has finished there."""
+    from koala_lib.outputs import cache_dir
+
+    folder = cache_dir("portraits")
+    return folder if (folder / "manifest.csv").is_file() else None
+
+
+def portrait_dir() -> Path | None:
+    """The first portrait folder in the source order: KOALA_DATA_DIR, then the download."""
+    return data_dir() or downloaded_dir()
 
 
 def read_manifest(folder: Path) -> list[dict[str, str]]:
@@ -121,17 +136,16 @@ def sample_portrait(name: str | None = None, verbose: bool = True) -> Portrait:
     ``name`` is a path relative to ``KOALA_DATA_DIR`` (e.g. ``us_congress/A000014.jpg``);
     when it is None or missing there, the first colour portrait is used.
     """
-    folder = data_dir()
+    folder = portrait_dir()
     if folder is not None:
         images = list_images(folder)
         if not images:
-            raise FileNotFoundError(f"{DATA_ENV}={folder} holds no images.")
+            raise FileNotFoundError(f"{folder} holds no images.")
         path = folder / name if name and (folder / name).is_file() else images[0]
         licences = {row["path"]: row.get("license", "") for row in read_manifest(folder)}
         relative = path.relative_to(folder).as_posix()
-        portrait = Portrait(
-            load_rgb(path), relative, f"{DATA_ENV} ({folder})", licences.get(relative, "")
-        )
+        where = f"{DATA_ENV} ({folder})" if folder == data_dir() else f"the download ({folder})"
+        portrait = Portrait(load_rgb(path), relative, where, licences.get(relative, ""))
     else:
         from skimage import data as skdata
 
@@ -148,12 +162,12 @@ def sample_portrait(name: str | None = None, verbose: bool = True) -> Portrait:
 
 def sample_portraits(count: int, seed: int = 0, verbose: bool = True) -> list[Portrait]:
     """``count`` colour portraits drawn without replacement (fewer if fewer exist)."""
-    folder = data_dir()
+    folder = portrait_dir()
     if folder is None:
         return [sample_portrait(verbose=verbose)]
     images = list_images(folder)
     if not images:
-        raise FileNotFoundError(f"{DATA_ENV}={folder} holds no images.")
+        raise FileNotFoundError(f"{folder} holds no images.")
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(images), size=min(count, len(images)), replace=False)
     portraits = [

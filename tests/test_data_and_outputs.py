@@ -19,8 +19,24 @@ def test_empty_data_dir_is_a_clear_error(monkeypatch, tmp_path):
         data.sample_portrait()
 
 
-def test_fallback_is_the_scikit_image_portrait_with_a_notice(monkeypatch, capsys):
+def test_a_finished_download_is_the_second_source(monkeypatch, tmp_path, portrait_folder):
     monkeypatch.delenv("KOALA_DATA_DIR", raising=False)
+    monkeypatch.setenv("KOALA_CACHE_DIR", str(tmp_path))
+    downloaded = tmp_path / "portraits" / "us_congress"
+    downloaded.mkdir(parents=True)
+    (downloaded / "J000032.jpg").write_bytes(
+        (portrait_folder / "us_congress" / "J000032.jpg").read_bytes())
+    assert data.portrait_dir() is None  # no manifest yet: the download did not finish
+    (tmp_path / "portraits" / "manifest.csv").write_text(
+        "path,source,person_id,license\nus_congress/J000032.jpg,us_congress,us:J000032,"
+        "public domain\n")
+    portrait = data.sample_portrait()
+    assert portrait.name == "us_congress/J000032.jpg" and "download" in portrait.source
+
+
+def test_fallback_is_the_scikit_image_portrait_with_a_notice(monkeypatch, capsys, tmp_path):
+    monkeypatch.delenv("KOALA_DATA_DIR", raising=False)
+    monkeypatch.setenv("KOALA_CACHE_DIR", str(tmp_path / "no-download-here"))
     portrait = data.sample_portrait()
     assert portrait.rgb.shape == (512, 512, 3) and portrait.rgb.dtype == np.uint8
     assert "scikit-image sample" in capsys.readouterr().out

@@ -46,6 +46,26 @@ def check_01_lab_color_space(results: dict, real_data: bool) -> None:
         )
 
 
+def check_02_portrait_dataset(results: dict, real_data: bool) -> None:
+    assert results["persons_in_two_splits"] == 0
+    assert sum(results["split_sizes"].values()) == results["cleaning"]["kept"]
+    assert results["messy_reasons"] == {
+        "black_and_white.png": "grayscale", "notes.txt": "not an image",
+        "photo_copy.jpg": "duplicate", "thumbnail.png": "too small",
+        "truncated.jpg": "unreadable"}
+    assert results["messy_kept"] == ["photo.jpg", "print_cmyk.jpg", "with_alpha.png"]
+    assert results["prepared_images"] == results["cleaning"]["kept"]
+    assert results["feeder_batch_shapes"][0][1:] == [results["prepared_size"]] * 2 + [1]
+    assert results["video_frames"] == 4
+    assert results["cache_reopen_seconds"] < 1.0
+    if real_data:
+        assert results["image_files"] == 2228 and results["cleaned_files"] == 300
+        # The real black-and-white portraits in the sample are recognised as such.
+        assert results["cleaning"]["grayscale"] >= 1
+        assert results["cleaning"]["kept"] + results["cleaning"]["grayscale"] == 300
+        assert 0.1 < results["warm_fraction"] < 0.5
+
+
 def check_03_encoder(results: dict, real_data: bool) -> None:
     assert results["output_shape"] == [28, 28, 256]
     assert results["encoder_parameters"] == results["library_parameters"] == 5_827_200
@@ -86,6 +106,7 @@ def check_05_decoder_and_model(results: dict, real_data: bool) -> None:
 
 CHECKS = {
     "01_lab_color_space": check_01_lab_color_space,
+    "02_portrait_dataset": check_02_portrait_dataset,
     "03_encoder": check_03_encoder,
     "04_inception_fusion": check_04_inception_fusion,
     "05_decoder_and_model": check_05_decoder_and_model,

@@ -1,0 +1,64 @@
+"""Train / validation / test split by person, never by image.
+
+Frames of one interview, or two official portraits of one member, are near-duplicates: a
+split by image would put the same face on both sides and flatter the held-out numbers. So
+images are grouped by person first: the manifest's ``person_id`` when there is one, else
+the folder an image sits in (one folder per person or per video), else the file itself.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from koala_lib.data import read_manifest
+
+SPLITS = ("train", "val", "test")
+
+
+def person_ids(paths, root) -> list[str]:
+    """One person id per path: manifest ``person_id``, else parent folder, else file stem."""
+    root = Path(root)
+    by_path = {row["path"]: row.get("person_id", "") for row in read_manifest(root)}
+    ids = []
+    for path in paths:
+        relative = Path(path).resolve().relative_to(root.resolve()).as_posix()
+        person = by_path.get(relative)
+        if not person:
+            parent = Path(relative).parent
+            person = parent.as_posix() if parent != Path(".") else Path(relative).stem
+        ids.append(person)
+    return ids
+
+
+def split_by_person(paths, people, fractions=(0.8, 0.1, 0.1), seed: int = 0,
+                    verbose: bool = True) -> dict[str, list[Path]]:
+    """Assign whole persons to train/val/test so that image counts approach ``fractions``.
+
+    Deterministic for a given seed: persons are shuffled, then each goes to the split that
+    is furthest below its target share.
+    """
+    if len(paths) != len(people):
+        raise ValueError(f"{len(paths)} paths but {len(people)} person ids.")
+    if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError(f"fractions must be three non-negative numbers summing to 1, "
+                         f"got {fractions}.")
+    groups: dict[str, list[Path]] = defaultdict(list)
+    for path, person in zip(paths, people, strict=True):
+        groups[person].append(Path(path))
+    order = sorted(groups)
+    np.random.default_rng(seed).shuffle(order)
+    total = len(paths)
+    splits: dict[str, list[Path]] = {name: [] for name in SPLITS}
+    for person in order:
+        deficits = [fractions[i] * total - len(splits[name]) for i, name in enumerate(SPLITS)]
+        splits[SPLITS[int(np.argmax(deficits))]].extend(sorted(groups[person]))
+    if verbose:
+        members = {name: set(splits[name]) for name in SPLITS}
+        persons = {name: sum(ps[0] in members[name] for ps in groups.values())
+                   for name in SPLITS}
+        print(" | ".join(f"{name}: {len(splits[name])} images, {persons[name]} persons"
+                         for name in SPLITS))
+    return splits

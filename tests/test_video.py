@@ -1,0 +1,66 @@
+"""Frame sampling from a short video that the test writes itself."""
+
+import numpy as np
+import pytest
+
+av = pytest.importorskip("av", reason="PyAV is not installed (pip install koala[video])")
+
+from koala_lib import video  # noqa: E402
+
+COLOURS = [(220, 30, 30), (30, 200, 30), (30, 30, 220), (220, 220, 30)]  # one per second
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """4 s at 10 frames/s, 64x48, a different solid colour each second."""
+    path = tmp_path_factory.mktemp("video") / "interview.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(40):
+            frame = np.zeros((48, 64, 3), np.uint8)
+            frame[:] = COLOURS[index // 10]
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def _nearest(rgb):
+    mean = rgb.reshape(-1, 3).mean(0)
+    return int(np.argmin([np.abs(mean - c).sum() for c in COLOURS]))
+
+
+def test_every_second_gives_one_frame_per_second(clip):
+    assert video.video_duration(clip) == pytest.approx(4.0, abs=0.15)
+    frames = video.sample_frames(clip, every_seconds=1.0)
+    assert [round(t, 1) for t, _ in frames] == [0.0, 1.0, 2.0, 3.0]
+    assert [_nearest(image) for _, image in frames] == [0, 1, 2, 3]
+    assert frames[0][1].shape == (48, 64, 3) and frames[0][1].dtype == np.uint8
+
+
+def test_random_frames_are_seeded_and_sorted(clip):
+    first = video.sample_frames(clip, count=5, seed=1)
+    again = video.sample_frames(clip, count=5, seed=1)
+    times = [t for t, _ in first]
+    assert times == [t for t, _ in again] and times == sorted(times)
+    assert 1 <= len(first) <= 5 and all(0 <= t < 4 for t in times)
+
+
+def test_extract_writes_one_folder_per_video_and_never_overwrites(clip, tmp_path):
+    written = video.extract_frames(clip, tmp_path, every_seconds=2.0)
+    assert [p.parent.name for p in written] == ["interview", "interview"]
+    assert [p.name for p in written] == ["interview_00000.000s.jpg", "interview_00002.000s.jpg"]
+    with pytest.raises(FileExistsError, match="exists"):
+        video.extract_frames(clip, tmp_path, every_seconds=2.0)
+
+
+def test_bad_arguments_and_files(clip, tmp_path):
+    with pytest.raises(ValueError, match="exactly one"):
+        video.sample_frames(clip)
+    with pytest.raises(FileNotFoundError, match="no video file"):
+        video.sample_frames(tmp_path / "missing.mp4", every_seconds=1)
+    (tmp_path / "fake.mp4").write_text("not a video")
+    with pytest.raises(ValueError, match="cannot read fake.mp4"):
+        video.sample_frames(tmp_path / "fake.mp4", every_seconds=1)
