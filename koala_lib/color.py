@@ -102,7 +102,7 @@ def as_float_rgb(image) -> np.ndarray:
 
 
 def to_uint8(rgb) -> np.ndarray:
-    """Float RGB in [0, 1] -> uint8, rounding to nearest (not truncating)."""
+    """RGB of any accepted dtype (uint16, float in [0, 1]...) -> uint8, rounding to nearest."""
     rgb = as_float_rgb(rgb)
     return np.round(rgb * 255.0).astype(np.uint8)
 

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 DATA_ENV = "KOALA_DATA_DIR"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -89,45 +88,23 @@ def list_images(folder: Path, colour_only: bool = True) -> list[Path]:
 
 
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as uint8 RGB (H, W, 3), honouring EXIF orientation.
-
-    RGBA is composited on white (a transparent background is not black), palette and
-    CMYK images are converted. Errors name the file and what is wrong with it.
+    """Read an image file as uint8 RGB (H, W, 3): :func:`koala_lib.cleaning.read_rgb`'s
+    decoding (EXIF orientation, transparency on white, palette, CMYK), 16-bit reduced to 8.
     """
+    from koala_lib.cleaning import read_rgb
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no image file at {path}")
-    try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            if image.mode in ("RGBA", "LA", "PA") or (
-                image.mode == "P" and "transparency" in image.info
-            ):
-                rgba = image.convert("RGBA")
-                background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                image = Image.alpha_composite(background, rgba)
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise ValueError(f"cannot read {path} as an image: {error}") from error
+    rgb = read_rgb(path)
+    return np.round(rgb / 257.0).astype(np.uint8) if rgb.dtype == np.uint16 else rgb
 
 
 def fit_to_square(rgb, size: int) -> np.ndarray:
-    """Crop the central square (the top one for tall portraits, where the face is), resize.
+    """The course's one crop policy (see :mod:`koala_lib.prepare`): uint8 (size, size, 3)."""
+    from koala_lib.prepare import square_crop_resize
 
-    Portraits are taller than wide; cropping keeps proportions (squashing would distort
-    faces) and taking the top square keeps the face, which sits in the upper part.
-    """
-    from skimage.transform import resize
-
-    rgb = np.asarray(rgb)
-    height, width = rgb.shape[:2]
-    side = min(height, width)
-    top = 0 if height > width else (height - side) // 2
-    left = (width - side) // 2
-    square = rgb[top : top + side, left : left + side]
-    resized = resize(square, (size, size), order=1, anti_aliasing=side > size,
-                     preserve_range=True)
-    return np.round(resized).astype(np.uint8) if rgb.dtype == np.uint8 else resized
+    return square_crop_resize(np.asarray(rgb), size)
 
 
 def sample_portrait(name: str | None = None, verbose: bool = True) -> Portrait:

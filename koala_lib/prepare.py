@@ -38,9 +38,9 @@ VERSION = 1
 
 
 def square_crop_resize(rgb: np.ndarray, size: int) -> np.ndarray:
-    """uint8 or uint16 RGB -> uint8 RGB (size, size, 3) under the policy above."""
-    if rgb.dtype == np.uint16:
-        rgb = np.round(rgb / 257.0).astype(np.uint8)
+    """uint8, uint16 or float RGB -> uint8 RGB (size, size, 3) under the policy above."""
+    if rgb.dtype != np.uint8:
+        rgb = color.to_uint8(rgb)  # also checks the shape and range
     height, width = rgb.shape[:2]
     side = min(height, width)
     top = 0 if height > width else (height - side) // 2

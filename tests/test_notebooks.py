@@ -100,8 +100,9 @@ def check_05_decoder_and_model(results: dict, real_data: bool) -> None:
     assert results["overfit_best_loss"] < results["overfit_first_loss"] / 10
     assert results["overfit_delta_e"] < results["gray_delta_e"] / 2
     best = results["comparison_best_loss"]
-    # Under the report's plain Adam, raw logits train far worse than standardised ones.
-    assert best["plain Adam, standardised"] < best["plain Adam, raw logits"] / 10
+    # With the gradient norm clipped, over-fitting converges with either fusion.
+    assert best["clipped Adam, raw logits"] < results["overfit_first_loss"] / 10
+    assert best["clipped Adam, standardised"] < results["overfit_first_loss"] / 10
 
 
 CHECKS = {
