@@ -3,6 +3,21 @@
 Each batch is ``((scaled L, embedding), scaled a,b)`` read from a :class:`PreparedSet`
 (memory-mapped, so only the batch is in memory) and an array of cached embeddings.
 
+**The order of the images** is a stream: the training indices shuffled (seeded by
+``(seed, pass)``), then shuffled again for the next pass, and so on. Epoch ``e`` reads its
+batches from that stream:
+
+* by default an epoch is one pass over the images (the last batch may be smaller);
+* with ``steps_per_epoch`` an epoch is that many full batches, wherever they fall in the
+  stream. This is how the report's Table 1 is run literally: a batch of 4000 from 1,700
+  training portraits takes every portrait twice or three times (each copy flipped or not
+  at random, so the copies differ), and 10 steps of it make the epoch.
+
+Which image and which flip sit at each place of the stream depends only on the seed, so
+an epoch is the same whichever worker reads it, and a run resumed at epoch ``e`` (set
+:attr:`epoch`, as :mod:`koala_lib.train` does) sees exactly the batches the uninterrupted
+run saw.
+
 **Flips and cached embeddings.** A horizontal flip makes a new training photo for free,
 but the embedding was computed once, on the unflipped image. Reusing it is sound because
 ImageNet classifiers are themselves trained with random horizontal flips: a mirrored
@@ -21,7 +36,8 @@ import numpy as np
 
 class ColorizationFeeder(keras.utils.PyDataset):
     def __init__(self, prepared, embeddings, indices=None, batch_size: int = 32,
-                 shuffle: bool = True, flip: bool = False, seed: int = 0, **kwargs):
+                 shuffle: bool = True, flip: bool = False, seed: int = 0,
+                 steps_per_epoch: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.prepared = prepared
         self.embeddings = np.asarray(embeddings, np.float32)
@@ -30,31 +46,77 @@ class ColorizationFeeder(keras.utils.PyDataset):
         self.indices = np.arange(len(prepared)) if indices is None else np.asarray(indices)
         if len(self.indices) == 0:
             raise ValueError("no images to feed: the index list is empty.")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+        if steps_per_epoch is not None and int(steps_per_epoch) < 1:
+            raise ValueError(f"steps_per_epoch must be at least 1, got {steps_per_epoch}.")
         self.batch_size = int(batch_size)
+        self.steps_per_epoch = None if steps_per_epoch is None else int(steps_per_epoch)
         self.shuffle, self.flip, self.seed = shuffle, flip, seed
         self.epoch = 0
-        self.order = self._order()
+        self._passes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
-    def _order(self) -> np.ndarray:
-        if not self.shuffle:
-            return self.indices
-        return np.random.default_rng([self.seed, self.epoch]).permutation(self.indices)
+    def _pass(self, number: int) -> tuple[np.ndarray, np.ndarray]:
+        """(image order, flip flags) of one pass over the images: a function of the seed."""
+        if number not in self._passes:
+            rng = np.random.default_rng([self.seed, number])
+            order = rng.permutation(self.indices) if self.shuffle else self.indices
+            flips = rng.random(len(order)) < 0.5 if self.flip else np.zeros(len(order), bool)
+            if len(self._passes) > 8:  # keep a few passes, not every one ever read
+                self._passes.pop(min(self._passes))
+            self._passes[number] = (order, flips)
+        return self._passes[number]
+
+    @property
+    def order(self) -> np.ndarray:
+        """The image order of the current epoch's pass (in the default, one-pass epochs)."""
+        return self._pass(self.epoch)[0]
 
     def __len__(self) -> int:
+        if self.steps_per_epoch is not None:
+            return self.steps_per_epoch
         return math.ceil(len(self.indices) / self.batch_size)
 
-    def __getitem__(self, batch: int):
+    def positions(self, batch: int) -> np.ndarray:
+        """Places in the stream that batch ``batch`` of the current epoch reads."""
         if not 0 <= batch < len(self):
             raise IndexError(f"batch {batch} out of range (0..{len(self) - 1}).")
-        chosen = np.sort(self.order[batch * self.batch_size : (batch + 1) * self.batch_size])
+        count = len(self.indices)
+        if self.steps_per_epoch is None:
+            start = self.epoch * count + batch * self.batch_size
+            stop = min(start + self.batch_size, (self.epoch + 1) * count)
+        else:
+            start = (self.epoch * self.steps_per_epoch + batch) * self.batch_size
+            stop = start + self.batch_size
+        return np.arange(start, stop)
+
+    def __getitem__(self, batch: int):
+        count = len(self.indices)
+        chosen, flips = [], []
+        for position in self.positions(batch):
+            order, flip = self._pass(int(position // count))
+            chosen.append(order[position % count])
+            flips.append(flip[position % count])
+        chosen, flips = np.asarray(chosen), np.asarray(flips)
+        sort = np.argsort(chosen, kind="stable")  # memory-mapped reads in file order
+        chosen, flips = chosen[sort], flips[sort]
         lightness, ab = self.prepared.model_arrays(chosen)
-        if self.flip:
-            # Seeded by (seed, epoch, batch): the same flips whatever worker asks first.
-            flips = np.random.default_rng([self.seed, self.epoch, batch]).random(len(chosen)) < 0.5
+        if flips.any():
             lightness[flips] = lightness[flips, :, ::-1]
             ab[flips] = ab[flips, :, ::-1]
         return (lightness, self.embeddings[chosen]), ab
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
-        self.order = self._order()
+
+
+class FeederEpoch(keras.callbacks.Callback):
+    """Sets each feeder's epoch when ``fit`` starts one, so that resumed runs line up."""
+
+    def __init__(self, *feeders):
+        super().__init__()
+        self.feeders = feeders
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for feeder in self.feeders:
+            feeder.epoch = epoch

@@ -12,10 +12,13 @@ formula out so that notebooks can show the two agree.
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 from keras import ops
 
 
+# Registered so that a compiled model saved with this loss loads (and resumes) by name.
+@keras.saving.register_keras_serializable(package="koala")
 def report_mse(y_true, y_pred):
     """1/(2HW) * sum of squared a,b errors, per image, averaged over the batch."""
     y_true = ops.cast(y_true, "float32")

@@ -130,6 +130,10 @@ def prepare(paths, size: int = 224, root=None, workers: int | None = None,
                                           (count, size, size, 2))
     jobs = [(str(path), size) for path in paths]
     workers = workers or os.cpu_count() or 1
+    if count < 200 or multiprocessing.parent_process() is not None:
+        # Few images: starting processes costs more than it saves. Inside a worker (a
+        # script without ``if __name__ == "__main__"`` re-imported by "spawn"): never nest.
+        workers = 1
     bar = tqdm(total=count, desc=f"preparing {size}x{size}", unit="img", disable=not progress)
     if workers > 1:
         # "spawn": safe even when the parent process has started TensorFlow's threads.

@@ -1,0 +1,209 @@
+"""The report's experiments, measured: Table 1 and section 4.3.
+
+**Table 1** lists four runs as (batch, steps, epochs): 4000/10/1, 100/10/1, 10/100/2 and
+100/10/3, judged by eye ("grayish", "brownish/reddish"). :func:`run_table1` runs them with
+the report's loss and Adam at lr 0.001 (with the gradient norm clipped at 1, see
+:mod:`koala_lib.train`), where "steps" is the number of updates an epoch, so a run makes
+steps x epochs updates of one batch each. It measures every run on held-out persons
+(:mod:`koala_lib.metrics`) beside two baselines that need no training.
+
+**Batches larger than the training set.** The report had about 4,000 frames; our training
+split has about 1,700 portraits. A batch of 4000 takes the next 4000 images of the
+feeder's stream (:mod:`koala_lib.feeder`): the whole shuffled training set, then the next
+shuffle, and so on, so each portrait appears two or three times in the batch, each copy
+flipped or not at random. It is computed as micro-batches whose gradients are averaged
+before the single Adam update (``max_micro_batch``), which is the same update as one batch
+of 4000 but fits in memory.
+
+With ``batch_scale`` < 1 (the ``ci`` and ``cpu`` profiles) every batch is multiplied by it
+(at least 1 image): the same four runs, smaller; the table says so in its "batch as run"
+column.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from koala_lib import color, metrics
+from koala_lib.train import PortraitData, TrainConfig, train
+
+# The report's by-eye verdicts use these words; which word went with which run is in the
+# report itself, so the table quotes the vocabulary and measures each run against it.
+REPORT_WORDS = 'judged by eye: "grayish", "brownish/reddish"'
+
+
+@dataclass(frozen=True)
+class Table1Run:
+    run: int
+    batch: int
+    steps: int  # updates an epoch
+    epochs: int
+
+    @property
+    def updates(self) -> int:
+        return self.steps * self.epochs
+
+
+TABLE1 = (Table1Run(1, 4000, 10, 1), Table1Run(2, 100, 10, 1), Table1Run(3, 10, 100, 2),
+          Table1Run(4, 100, 10, 3))
+
+
+def predict_ab(model: keras.Model, data: PortraitData, indices, batch_size: int = 64):
+    """Scaled a,b predicted for ``indices`` (N, S, S, 2) float32."""
+    outputs = []
+    for start in range(0, len(indices), batch_size):
+        chosen = np.asarray(indices[start : start + batch_size])
+        lightness, _ = data.prepared.model_arrays(chosen)
+        outputs.append(keras.ops.convert_to_numpy(
+            model([lightness, data.embeddings[chosen]], training=False)).astype(np.float32))
+    return np.concatenate(outputs)
+
+
+def mean_ab(data: PortraitData, indices) -> np.ndarray:
+    """The mean scaled a,b over the pixels of ``indices`` (2,)."""
+    total = np.zeros(2)
+    for start in range(0, len(indices), 256):
+        _, ab = data.prepared.model_arrays(np.asarray(indices[start : start + 256]))
+        total += ab.reshape(-1, 2).sum(axis=0, dtype=np.float64)
+    return (total / (len(indices) * data.image_size ** 2)).astype(np.float32)
+
+
+def constant_loss(data: PortraitData, indices, value) -> float:
+    """The report's loss of predicting the constant scaled a,b ``value`` everywhere."""
+    total = 0.0
+    for start in range(0, len(indices), 256):
+        _, ab = data.prepared.model_arrays(np.asarray(indices[start : start + 256]))
+        total += float(np.square(ab - np.asarray(value, np.float32)).sum(dtype=np.float64))
+    return total / (len(indices) * data.image_size ** 2 * 2)
+
+
+def measure(data: PortraitData, indices, predicted_ab) -> tuple[dict, dict]:
+    """(per-image metrics, summary with the loss) of predictions for ``indices``."""
+    lightness, truth_ab = data.prepared.model_arrays(np.asarray(indices))
+    truth_rgb = color.model_to_rgb(lightness, truth_ab)
+    predicted_rgb = color.model_to_rgb(lightness, predicted_ab)
+    per_image = metrics.evaluate(truth_rgb, predicted_rgb)
+    summary = metrics.summarize(per_image)
+    summary["loss"] = float(np.mean(np.square(predicted_ab - truth_ab)))
+    return per_image, summary
+
+
+def _row(name, summary, train_loss, **extra) -> dict:
+    return {
+        "run": name, **extra,
+        "train loss": train_loss,
+        "held-out loss": summary["loss"],
+        "PSNR (dB)": summary["psnr"],
+        "SSIM": summary["ssim"],
+        "colourfulness": summary["colourfulness"],
+        "colourfulness gap": summary["colourfulness_gap"],
+        "mean chroma": summary["chroma"],
+        "mean hue (deg)": summary["hue"],
+        "measured": metrics.describe_colour(summary),
+    }
+
+
+@dataclass
+class Table1Result:
+    rows: list[dict]
+    indices: np.ndarray  # the held-out images measured
+    predictions: dict[str, np.ndarray]  # run name -> scaled a,b for ``indices``
+    per_image: dict[str, dict]
+    histories: dict[str, list[dict]]
+
+
+def run_table1(data: PortraitData, run_root, base: TrainConfig, batch_scale: float = 1.0,
+               max_micro_batch: int | None = 100, eval_split: str = "test",
+               runs=TABLE1, verbose="auto") -> Table1Result:
+    """Train the four Table 1 runs (resuming finished ones) and measure them with baselines."""
+    run_root = Path(run_root)
+    indices = data.indices(eval_split)
+    train_indices = data.indices("train")
+    lightness, truth_ab = data.prepared.model_arrays(indices[:1])
+    rows, predictions, per_image, histories = [], {}, {}, {}
+
+    def add(name, predicted, train_loss, **extra):
+        images, summary = measure(data, indices, predicted)
+        predictions[name], per_image[name] = predicted, images
+        rows.append(_row(name, summary, train_loss, **extra))
+
+    shape = (len(indices), data.image_size, data.image_size, 2)
+    add("baseline: gray (a = b = 0)", np.zeros(shape, np.float32),
+        constant_loss(data, train_indices, 0.0), batch="-", steps="-", epochs="-",
+        updates=0, **{"batch as run": "no training", "report": "-", "seconds": 0.0})
+    train_mean = mean_ab(data, train_indices)
+    add("baseline: training mean a,b", np.broadcast_to(train_mean, shape).copy(),
+        constant_loss(data, train_indices, train_mean), batch="-", steps="-", epochs="-",
+        updates=0, **{"batch as run": "no training", "report": "-", "seconds": 0.0})
+
+    for spec in runs:
+        batch = max(1, round(spec.batch * batch_scale))
+        config = replace(base, batch_size=batch, steps_per_epoch=spec.steps, epochs=spec.epochs,
+                         max_micro_batch=max_micro_batch)
+        repeats = batch / len(train_indices)
+        how = f"{batch}" + (f" (x{batch_scale:g} of {spec.batch})" if batch != spec.batch else "")
+        if repeats > 1:
+            how += f": each of the {len(train_indices)} training images {repeats:.1f} times"
+        start = time.perf_counter()
+        result = train(data, config, run_root / f"table1_run{spec.run}", verbose=verbose)
+        seconds = time.perf_counter() - start
+        name = f"run {spec.run}: {spec.batch}/{spec.steps}/{spec.epochs}"
+        histories[name] = result.history
+        add(name, predict_ab(result.model, data, indices), result.history[-1]["loss"],
+            batch=spec.batch, steps=spec.steps, epochs=spec.epochs, updates=spec.updates,
+            **{"batch as run": how, "report": REPORT_WORDS, "seconds": seconds})
+    return Table1Result(rows, indices, predictions, per_image, histories)
+
+
+TABLE_COLUMNS = ("run", "batch as run", "updates", "train loss", "held-out loss", "PSNR (dB)",
+                 "SSIM", "colourfulness", "colourfulness gap", "mean chroma", "mean hue (deg)",
+                 "measured", "report")
+
+
+def _format(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1 else f"{value:.2f}"
+    return str(value)
+
+
+def table_markdown(rows, columns=TABLE_COLUMNS) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_format(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_table(rows, path_stem, note: str = "") -> tuple[Path, Path]:
+    """``path_stem``.md (with ``note`` under the table) and ``path_stem``.csv (every column)."""
+    path_stem = Path(path_stem)
+    path_stem.parent.mkdir(parents=True, exist_ok=True)
+    markdown = path_stem.with_suffix(".md")
+    markdown.write_text(table_markdown(rows) + ("\n\n" + note if note else "") + "\n")
+    table = path_stem.with_suffix(".csv")
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with table.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return markdown, table
+
+
+class HeldOutMetrics(keras.callbacks.Callback):
+    """Adds held-out PSNR, SSIM, colourfulness and chroma to each epoch's logs."""
+
+    def __init__(self, data: PortraitData, indices):
+        super().__init__()
+        self.data, self.indices = data, np.asarray(indices)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        _, summary = measure(self.data, self.indices,
+                             predict_ab(self.model, self.data, self.indices))
+        for key in ("psnr", "ssim", "colourfulness", "colourfulness_gap", "chroma", "hue"):
+            logs[f"val_{key}"] = summary[key]

@@ -1,0 +1,532 @@
+"""Training the colorizer: the report's objective and optimiser, done so that it can be trusted.
+
+* **Objective**: the report's 1/(2HW) sum of squared a,b errors (:func:`koala_lib.losses.
+  report_mse`, the same number as Keras' MSE), Adam at lr 0.001.
+* **Gradient clipping** (``clipnorm=1.0``, the one change): at lr 0.001 plain Adam can push
+  every a,b to +-128 in its first steps, where the tanh's gradient vanishes and the run never
+  recovers; clipping the gradient norm at 1 made every measured run converge (notebook 05).
+  ``clipnorm=None`` gives the report's plain Adam.
+* **Cached embeddings**: the frozen classifier runs once per image before training
+  (:class:`koala_lib.cache.EmbeddingCache`); each step sees (L, embedding) -> a,b only.
+* **Precision** ``auto``: mixed bfloat16 on GPUs that have it (compute capability 8.0+:
+  A100, L4, H100), mixed float16 with loss scaling on older ones (Colab's T4), float32 on
+  CPUs. The network's last convolution stays float32 either way (:mod:`koala_lib.model`).
+  Steps are XLA-compiled where the backend does it (Keras' ``jit_compile="auto"``).
+* **Checkpoints**: after every epoch the model and its optimizer state go to
+  ``run_dir/checkpoint-epochNNN.keras`` and ``run_dir/state.json`` records the epoch, the
+  settings and the history. Calling :func:`train` again with the same ``run_dir`` resumes
+  where the last checkpoint left off (a Colab disconnect costs at most one epoch) and ends
+  where an uninterrupted run would: the feeder's order and flips depend only on (seed,
+  epoch), so the resumed epochs see the same batches.
+* **Logs**: ``log.csv`` (one row an epoch, rewritten from the checkpointed history so it
+  never disagrees with it), TensorBoard under ``tensorboard/`` (when the ``tensorflow``
+  package is installed), a grid of validation colorizations per epoch under ``samples/``,
+  Keras progress bars, and the training images/s of every epoch.
+* **Several GPUs** are used through the backend's own data parallelism:
+  ``tf.distribute.MirroredStrategy`` under TensorFlow, ``keras.distribution.DataParallel``
+  under JAX. The batch size is the global one.
+* **Batches larger than memory** (the report's batch of 4000): with ``max_micro_batch``
+  the batch is split into equal micro-batches whose gradients Adam averages before one
+  update (Keras' ``gradient_accumulation_steps``): the same update as one big batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import json
+import os
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from koala_lib import color
+from koala_lib.feeder import ColorizationFeeder, FeederEpoch
+from koala_lib.losses import report_mse
+from koala_lib.model import build_colorizer, check_image_size
+from koala_lib.profiles import visible_gpus
+
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+STATE_FILE = "state.json"
+
+# Sizes of the three profiles. ``images``: how many portraits (None: all of them).
+PROFILE_SETTINGS = {
+    # Seconds on 2 CPU cores: a real portrait set, tiny images.
+    "ci": {"image_size": 32, "images": 240, "batch_size": 16, "epochs": 3},
+    # A few minutes on 2 CPU cores: every portrait at 64x64.
+    "cpu": {"image_size": 64, "images": None, "batch_size": 32, "epochs": 3},
+    # The real run: every portrait at the paper's 224x224, until the held-out loss flattens.
+    "gpu": {"image_size": 224, "images": None, "batch_size": 32, "epochs": 30},
+}
+
+__all__ = [
+    "PROFILE_SETTINGS",
+    "ColorizationSnapshots",
+    "PortraitData",
+    "TrainConfig",
+    "TrainResult",
+    "config_for_profile",
+    "distribution_scope",
+    "load_portraits",
+    "micro_batching",
+    "precision_policy",
+    "resolve_precision",
+    "train",
+]
+
+
+# --- the data ------------------------------------------------------------------------------
+
+
+@dataclass
+class PortraitData:
+    """Prepared portraits, their cached embeddings and the split by person."""
+
+    folder: Path
+    prepared: object  # koala_lib.prepare.PreparedSet
+    embeddings: np.ndarray  # (N, D) float32
+    splits: dict[str, np.ndarray]  # split name -> indices into ``prepared``
+    sources: np.ndarray  # (N,) the top-level folder of each image ("us_congress", ...)
+    extractor: dict[str, str]  # name, weights, fingerprint
+
+    @property
+    def image_size(self) -> int:
+        return self.prepared.size
+
+    def indices(self, split: str, source: str | None = None) -> np.ndarray:
+        chosen = self.splits[split]
+        return chosen if source is None else chosen[self.sources[chosen] == source]
+
+    def fingerprint(self) -> str:
+        """Identifies the images, their order and the embeddings' extractor."""
+        digest = hashlib.sha256(json.dumps(
+            [self.prepared.size, list(self.prepared.names), self.extractor["fingerprint"]]
+        ).encode())
+        return digest.hexdigest()[:20]
+
+    def describe(self) -> str:
+        sizes = ", ".join(f"{name} {len(idx)}" for name, idx in self.splits.items())
+        names, counts = np.unique(self.sources, return_counts=True)
+        by_source = ", ".join(f"{s} {n}" for s, n in zip(names, counts, strict=True))
+        return (f"{len(self.prepared)} portraits at {self.image_size}x{self.image_size} "
+                f"({by_source}); split by person: {sizes}; embeddings: "
+                f"{self.extractor['name']} ({self.extractor['weights']})")
+
+
+def load_portraits(folder=None, image_size: int = 224, images: int | None = None,
+                   extractor="auto", seed: int = 0, fractions=(0.8, 0.1, 0.1),
+                   progress: bool = True) -> PortraitData:
+    """Clean, split by person, prepare and embed a portrait folder (each step cached).
+
+    ``folder`` defaults to ``KOALA_DATA_DIR`` or the downloaded set; ``images`` takes a
+    seeded random sample of the colour files first (None: all). ``extractor`` is a name
+    for :func:`koala_lib.features.load_extractor` or a ready ``FeatureExtractor``.
+    """
+    from koala_lib import data
+    from koala_lib.cache import EmbeddingCache
+    from koala_lib.cleaning import clean
+    from koala_lib.features import FeatureExtractor, load_extractor
+    from koala_lib.prepare import prepare
+    from koala_lib.split import person_ids, split_by_person
+
+    folder = Path(folder) if folder else data.portrait_dir()
+    if folder is None:
+        raise FileNotFoundError(
+            "no portrait folder: set KOALA_DATA_DIR to a folder of colour portraits, or "
+            "call koala_lib.download.download_portraits() where there is internet.")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"portrait folder {folder} does not exist.")
+    check_image_size(image_size)
+    files = data.list_images(folder, colour_only=True)
+    if not files:
+        raise ValueError(f"no image files in {folder}.")
+    if images is not None and images < len(files):
+        rng = np.random.default_rng(seed)
+        files = sorted(rng.choice(np.array(files, dtype=object), images, replace=False))
+    report = clean(files, progress=progress)
+    if len(report.kept) < 3:
+        raise ValueError(f"only {len(report.kept)} usable colour images in {folder}: need at "
+                         f"least 3 (one per split).\n{report.table()}")
+    people = person_ids(report.kept, folder)
+    split_paths = split_by_person(report.kept, people, fractions=tuple(fractions), seed=seed,
+                                  verbose=progress)
+    prepared = prepare(report.kept, image_size, root=folder, progress=progress)
+    position = {name: i for i, name in enumerate(prepared.names)}
+    splits = {name: np.array(sorted(position[p.relative_to(folder).as_posix()] for p in paths),
+                             dtype=np.int64)
+              for name, paths in split_paths.items()}
+    sources = np.array([name.split("/")[0] if "/" in name else "." for name in prepared.names])
+    if not isinstance(extractor, FeatureExtractor):
+        extractor = load_extractor(extractor, verbose=progress)
+    embeddings = EmbeddingCache().embeddings(
+        extractor, prepared.lightness(np.arange(len(prepared))), verbose=int(progress))
+    return PortraitData(folder, prepared, embeddings, splits, sources,
+                        {"name": extractor.name, "weights": extractor.weights_name,
+                         "fingerprint": extractor.fingerprint})
+
+
+# --- settings ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    image_size: int = 224
+    batch_size: int = 32
+    epochs: int = 30
+    steps_per_epoch: int | None = None  # None: one pass over the training images
+    max_micro_batch: int | None = None  # larger batches are accumulated from micro-batches
+    learning_rate: float = 1e-3  # the report's
+    clipnorm: float | None = 1.0  # None: the report's plain Adam (can get stuck, notebook 05)
+    precision: str = "auto"  # see PRECISIONS
+    jit_compile: bool | str = "auto"
+    flip: bool = True
+    seed: int = 42
+    standardize_embedding: bool = True
+    snapshot_images: int = 6  # validation colorizations saved each epoch (0: none)
+
+
+def config_for_profile(profile: str, **overrides) -> TrainConfig:
+    settings = PROFILE_SETTINGS[profile]
+    values = {"image_size": settings["image_size"], "batch_size": settings["batch_size"],
+              "epochs": settings["epochs"]}
+    return TrainConfig(**{**values, **overrides})
+
+
+def resolve_precision(precision: str = "auto") -> str:
+    """``auto`` -> mixed_bfloat16 (GPU with compute capability >= 8), mixed_float16 (older
+    GPU) or float32 (no GPU). Other values are checked and returned."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: use one of {PRECISIONS}.")
+    if precision != "auto":
+        return precision
+    capability = _gpu_compute_capability()
+    if capability is None:
+        return "float32"
+    return "mixed_bfloat16" if capability >= (8, 0) else "mixed_float16"
+
+
+def _gpu_compute_capability() -> tuple[int, int] | None:
+    if not visible_gpus():
+        return None
+    backend = keras.backend.backend()
+    try:
+        if backend == "jax":
+            import jax
+
+            gpu = next(d for d in jax.devices() if d.platform == "gpu")
+            return tuple(int(part) for part in str(gpu.compute_capability).split(".")[:2])
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            details = tf.config.experimental.get_device_details(
+                tf.config.list_physical_devices("GPU")[0])
+            return tuple(details.get("compute_capability", (7, 0)))
+        if backend == "torch":
+            import torch
+
+            return tuple(torch.cuda.get_device_capability(0))
+    except Exception as error:  # unknown GPU: the safe choice
+        warnings.warn(f"could not read the GPU's compute capability ({error}); using "
+                      "mixed_float16", stacklevel=2)
+    return (7, 0)
+
+
+@contextlib.contextmanager
+def precision_policy(policy: str):
+    """Layers built inside get ``policy``; the previous global policy is restored after."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield policy
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def distribution_plan(gpus: int, backend: str) -> str:
+    """What :func:`distribution_scope` does with ``gpus`` visible GPUs on ``backend``."""
+    if gpus <= 1:
+        return "single device"
+    return {"tensorflow": f"tf.distribute.MirroredStrategy over {gpus} GPUs",
+            "jax": f"keras.distribution.DataParallel over {gpus} GPUs"}.get(
+        backend, f"single device ({backend} has no data parallelism here)")
+
+
+@contextlib.contextmanager
+def distribution_scope(gpus: int | None = None):
+    """Data parallelism over every visible GPU (or nothing with one); yields its description."""
+    gpus = visible_gpus() if gpus is None else gpus
+    backend = keras.backend.backend()
+    plan = distribution_plan(gpus, backend)
+    if plan.startswith("tf.distribute"):
+        import tensorflow as tf  # only under the TensorFlow backend, never in the model
+
+        with tf.distribute.MirroredStrategy().scope():
+            yield plan
+    elif plan.startswith("keras.distribution"):
+        previous = keras.distribution.distribution()
+        keras.distribution.set_distribution(keras.distribution.DataParallel())
+        try:
+            yield plan
+        finally:
+            keras.distribution.set_distribution(previous)
+    else:
+        yield plan
+
+
+def micro_batching(batch_size: int, max_micro_batch: int | None) -> tuple[int, int]:
+    """(micro-batch, accumulation steps) with micro * steps == batch_size exactly."""
+    if max_micro_batch is None or batch_size <= max_micro_batch:
+        return batch_size, 1
+    steps = -(-batch_size // max_micro_batch)
+    while batch_size % steps:
+        steps += 1
+    return batch_size // steps, steps
+
+
+# --- callbacks -----------------------------------------------------------------------------
+
+
+class ColorizationSnapshots(keras.callbacks.Callback):
+    """After each epoch, colorize a few fixed validation images and save one PNG grid.
+
+    Rows: the gray input, the prediction, the truth; one column per image. The file names
+    (``samples/epoch_001.png``, ...) are kept in :attr:`paths`.
+    """
+
+    def __init__(self, folder, lightness, embeddings, truth_ab):
+        super().__init__()
+        self.folder = Path(folder)
+        self.lightness, self.embeddings = lightness, embeddings
+        self.gray = color.model_to_rgb(lightness, np.zeros_like(truth_ab))
+        self.truth = color.model_to_rgb(lightness, truth_ab)
+        self.paths: list[Path] = sorted(self.folder.glob("epoch_*.png"))
+
+    def on_epoch_end(self, epoch, logs=None):
+        from PIL import Image
+
+        predicted = keras.ops.convert_to_numpy(
+            self.model([self.lightness, self.embeddings], training=False)).astype(np.float32)
+        rows = [np.concatenate(list(images), axis=1)
+                for images in (self.gray, color.model_to_rgb(self.lightness, predicted),
+                               self.truth)]
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"epoch_{epoch + 1:03d}.png"
+        Image.fromarray(color.to_uint8(np.concatenate(rows, axis=0))).save(path)
+        if path not in self.paths:
+            self.paths.append(path)
+
+
+class _RunRecorder(keras.callbacks.Callback):
+    """Times each epoch, then checkpoints model + optimizer, the state and the CSV log."""
+
+    def __init__(self, run_dir: Path, state: dict, images_per_epoch: int):
+        super().__init__()
+        self.run_dir, self.state, self.images_per_epoch = run_dir, state, images_per_epoch
+        self._start = self._train_end = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start, self._train_end = time.perf_counter(), None
+
+    def on_test_begin(self, logs=None):  # validation inside fit: the training part is over
+        if self._start is not None and self._train_end is None:
+            self._train_end = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        train_seconds = (self._train_end or time.perf_counter()) - self._start
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()},
+               "train_seconds": train_seconds,
+               "images_per_second": self.images_per_epoch / train_seconds}
+        row.pop("learning_rate", None)
+        checkpoint = self.run_dir / f"checkpoint-epoch{epoch + 1:03d}.keras"
+        partial = self.run_dir / "checkpoint.partial.keras"
+        self.model.save(partial)
+        os.replace(partial, checkpoint)
+        previous = self.state.get("checkpoint")
+        self.state["history"].append(row)
+        self.state.update(epochs_done=epoch + 1, checkpoint=checkpoint.name)
+        _write_json_atomic(self.run_dir / STATE_FILE, self.state)
+        if previous and previous != checkpoint.name:  # the state no longer points to it
+            (self.run_dir / previous).unlink(missing_ok=True)
+        _write_csv(self.run_dir / "log.csv", self.state["history"])
+
+
+def _write_json_atomic(path: Path, value) -> None:
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(value, indent=1))
+    os.replace(partial, path)
+
+
+def _write_csv(path: Path, history: list[dict]) -> None:
+    columns = list(dict.fromkeys(key for row in history for key in row))
+    partial = path.with_suffix(".partial")
+    with partial.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, columns)
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(partial, path)
+
+
+def _tensorboard(folder: Path, verbose: bool):
+    try:
+        import tensorboard  # noqa: F401
+        import tensorflow  # noqa: F401  (Keras writes TensorBoard logs with tf.summary)
+    except ImportError:
+        if verbose:
+            print("TensorBoard log skipped: it needs the tensorflow and tensorboard packages.")
+        return None
+    return keras.callbacks.TensorBoard(str(folder), write_graph=False, profile_batch=0)
+
+
+# --- training ------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    model: keras.Model
+    run_dir: Path
+    history: list[dict]  # one dict per epoch, the whole run (resumed parts included)
+    epochs_done: int
+    resumed_from: int | None  # the epoch a resumed run started from
+    precision: str
+    jit_compile: bool | str
+    distribution: str
+    micro_batch: int
+    accumulation_steps: int
+    snapshots: list[Path] = field(default_factory=list)
+
+    def curve(self, key: str) -> np.ndarray:
+        return np.array([row.get(key, np.nan) for row in self.history])
+
+    @property
+    def images_per_second(self) -> float:
+        """Median training throughput, leaving out the first epoch (compilation) if possible."""
+        values = self.curve("images_per_second")
+        values = values[~np.isnan(values)]
+        if not len(values):
+            return float("nan")
+        return float(np.median(values[1:] if len(values) > 1 else values))
+
+
+def _compile(model: keras.Model, config: TrainConfig, accumulation: int) -> None:
+    optimizer = keras.optimizers.Adam(
+        config.learning_rate, clipnorm=config.clipnorm,
+        gradient_accumulation_steps=accumulation if accumulation > 1 else None)
+    model.compile(optimizer=optimizer, loss=report_mse, jit_compile=config.jit_compile)
+
+
+def train(data: PortraitData, config: TrainConfig, run_dir, train_indices=None,
+          val_indices=None, resume: bool = True, callbacks=(), verbose="auto") -> TrainResult:
+    """Train (or resume) a colorizer on ``data``; everything is written under ``run_dir``.
+
+    ``train_indices`` / ``val_indices`` default to the "train" and "val" splits. A
+    ``run_dir`` that holds a checkpoint of the same run is resumed (``resume=False`` refuses
+    to touch it instead); one that holds a different run is refused with the differences.
+    """
+    if config.image_size != data.image_size:
+        raise ValueError(f"the data was prepared at {data.image_size}px but the config asks "
+                         f"for {config.image_size}px.")
+    train_indices = data.indices("train") if train_indices is None else np.asarray(train_indices)
+    val_indices = data.indices("val") if val_indices is None else np.asarray(val_indices)
+    if len(train_indices) == 0:
+        raise ValueError("no training images.")
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    identity = {
+        "config": asdict(config), "data": data.fingerprint(),
+        "train_indices": hashlib.sha256(np.asarray(train_indices, np.int64)).hexdigest()[:16],
+        "val_indices": hashlib.sha256(np.asarray(val_indices, np.int64)).hexdigest()[:16],
+    }
+    state_path = run_dir / STATE_FILE
+    state = json.loads(state_path.read_text()) if state_path.is_file() else None
+    if state is not None:
+        if not resume:
+            raise FileExistsError(f"{run_dir} already holds a run ({state['epochs_done']} "
+                                  "epochs): choose another run_dir, or pass resume=True.")
+        different = {key: (state["identity"].get(key), value) for key, value in identity.items()
+                     if state["identity"].get(key) != value}
+        if different:
+            raise ValueError(f"{run_dir} holds a different run; differences (saved, now): "
+                             f"{different}. Choose another run_dir to train this one.")
+
+    micro, accumulation = micro_batching(config.batch_size, config.max_micro_batch)
+    steps = config.steps_per_epoch
+    if accumulation > 1 and steps is None:  # whole batches only, so updates stay aligned
+        steps = -(-len(train_indices) // config.batch_size)
+    feeder_steps = None if steps is None else steps * accumulation
+    train_feeder = ColorizationFeeder(data.prepared, data.embeddings, train_indices, micro,
+                                      shuffle=True, flip=config.flip, seed=config.seed,
+                                      steps_per_epoch=feeder_steps)
+    val_feeder = None
+    if len(val_indices):
+        val_feeder = ColorizationFeeder(data.prepared, data.embeddings, val_indices,
+                                        max(micro, 32), shuffle=False)
+    images_per_epoch = (len(train_indices) if feeder_steps is None else feeder_steps * micro)
+
+    precision = resolve_precision(config.precision)
+    keras.utils.set_random_seed(config.seed)
+    with distribution_scope() as distribution, precision_policy(precision):
+        devices = max(1, visible_gpus()) if distribution != "single device" else 1
+        if micro % devices:
+            raise ValueError(f"the (micro-)batch {micro} does not split evenly over "
+                             f"{devices} GPUs: choose a batch size divisible by {devices}.")
+        if state is not None and state.get("checkpoint"):
+            model = keras.saving.load_model(run_dir / state["checkpoint"], compile=True,
+                                            safe_mode=True)
+            resumed_from = state["epochs_done"]
+        else:
+            model = build_colorizer(config.image_size, data.embeddings.shape[-1],
+                                    standardize_embedding=config.standardize_embedding)
+            _compile(model, config, accumulation)
+            resumed_from = None
+            state = {"identity": identity, "epochs_done": 0, "checkpoint": None,
+                     "history": [], "precision": precision}
+            if val_feeder is not None:  # where the curves start: the untrained network
+                state["history"].append({"epoch": 0, "val_loss": float(
+                    model.evaluate(val_feeder, verbose=0))})
+        initial_epoch = state["epochs_done"]
+        show = (1 if _interactive() else 2) if verbose == "auto" else verbose
+        if show and resumed_from is not None:
+            print(f"Resuming {run_dir.name} after epoch {initial_epoch} of {config.epochs}.")
+        if show:
+            print(f"Training {config.epochs} epochs of "
+                  f"{'one pass' if steps is None else f'{steps} steps'} x batch "
+                  f"{config.batch_size}"
+                  f"{f' ({accumulation} micro-batches of {micro})' if accumulation > 1 else ''}"
+                  f" on {len(train_indices)} images | {precision} | {distribution} | "
+                  f"backend {keras.backend.backend()}")
+        recorder = _RunRecorder(run_dir, state, images_per_epoch)
+        snapshots = None
+        # The caller's callbacks run before the recorder, so that what they add to an
+        # epoch's logs (held-out metrics, say) is checkpointed with the history.
+        extra = [FeederEpoch(train_feeder), *callbacks, recorder]
+        if config.snapshot_images and len(val_indices):
+            shown = val_indices[: config.snapshot_images]
+            lightness, truth_ab = data.prepared.model_arrays(shown)
+            snapshots = ColorizationSnapshots(run_dir / "samples", lightness,
+                                              data.embeddings[shown], truth_ab)
+            extra.append(snapshots)
+        board = _tensorboard(run_dir / "tensorboard", bool(show))
+        if board is not None:
+            extra.append(board)
+        if initial_epoch < config.epochs:
+            model.fit(train_feeder, validation_data=val_feeder, epochs=config.epochs,
+                      initial_epoch=initial_epoch, callbacks=extra,
+                      # The feeder shuffles, seeded; Keras' own shuffle of the batch order
+                      # draws from the global RNG and would differ after a resume.
+                      shuffle=False,
+                      verbose=show)
+    return TrainResult(model, run_dir, state["history"], state["epochs_done"], resumed_from,
+                       precision, getattr(model, "jit_compile", config.jit_compile),
+                       distribution, micro, accumulation,
+                       list(snapshots.paths) if snapshots else [])
+
+
+def _interactive() -> bool:
+    """True in a notebook or terminal a person watches; False under papermill or CI."""
+    return not os.environ.get("CI") and os.environ.get("KOALA_PROFILE", "") != "ci"
+

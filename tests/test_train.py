@@ -1,0 +1,198 @@
+"""Training: the ci profile learns, resume matches an uninterrupted run, Table 1 fills.
+
+These tests train on real portraits (the shared folder) at 32x32, so they take seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import keras
+import numpy as np
+import pytest
+
+from koala_lib import experiments, train
+from koala_lib.feeder import ColorizationFeeder
+
+SETTINGS = train.PROFILE_SETTINGS["ci"]
+
+
+@pytest.fixture(scope="module")
+def ci_data(portrait_folder):
+    return train.load_portraits(portrait_folder, image_size=SETTINGS["image_size"],
+                                images=SETTINGS["images"], seed=0, progress=False)
+
+
+def small_config(**changes):
+    base = train.config_for_profile("ci", epochs=3, snapshot_images=2)
+    return replace(base, **changes)
+
+
+def test_data_is_split_by_person_and_embedded(ci_data):
+    sizes = {name: len(indices) for name, indices in ci_data.splits.items()}
+    assert sum(sizes.values()) == len(ci_data.prepared) and min(sizes.values()) > 0
+    assert ci_data.embeddings.shape == (len(ci_data.prepared), 1000)
+    assert set(ci_data.sources) == {"uk_parliament", "us_congress"}
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        train.load_portraits(ci_data.folder / "no_such_folder", image_size=32)
+
+
+def test_ci_profile_lowers_the_held_out_loss(ci_data, tmp_path):
+    result = train.train(ci_data, small_config(), tmp_path / "run", verbose=0)
+    start, end = result.history[0]["val_loss"], result.history[-1]["val_loss"]
+    assert result.history[0]["epoch"] == 0 and result.epochs_done == 3
+    assert end < 0.8 * start, (start, end)
+    assert np.isfinite(result.images_per_second) and result.images_per_second > 0
+    files = {path.name for path in (tmp_path / "run").iterdir()}
+    assert {"state.json", "log.csv", "checkpoint-epoch003.keras", "samples"} <= files
+    assert not any(name.startswith("checkpoint-epoch00") and name != "checkpoint-epoch003.keras"
+                   for name in files)  # older checkpoints are replaced
+    assert [path.name for path in result.snapshots] == [
+        "epoch_001.png", "epoch_002.png", "epoch_003.png"]
+    log = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert log[0].startswith("epoch,") and len(log) == 1 + 4  # header, epochs 0..3
+
+
+class Interrupt(Exception):
+    pass
+
+
+class InterruptAt(keras.callbacks.Callback):
+    """Raises in the middle of an epoch, like a Colab disconnect."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.epoch, self.batch, self.current = epoch, batch, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.current == self.epoch and batch == self.batch:
+            raise Interrupt
+
+
+def test_interrupted_run_resumes_to_the_same_end(ci_data, tmp_path):
+    config = small_config()
+    subset = ci_data.indices("train")[:64]
+    whole = train.train(ci_data, config, tmp_path / "whole", train_indices=subset, verbose=0)
+
+    with pytest.raises(Interrupt):
+        train.train(ci_data, config, tmp_path / "cut", train_indices=subset, verbose=0,
+                    callbacks=[InterruptAt(epoch=1, batch=1)])
+    state = json.loads((tmp_path / "cut" / "state.json").read_text())
+    assert state["epochs_done"] == 1  # the second epoch was lost, the first checkpointed
+    resumed = train.train(ci_data, config, tmp_path / "cut", train_indices=subset, verbose=0)
+
+    assert resumed.resumed_from == 1 and resumed.epochs_done == whole.epochs_done == 3
+    np.testing.assert_allclose(resumed.curve("loss")[1:], whole.curve("loss")[1:], rtol=1e-3)
+    np.testing.assert_allclose(resumed.curve("val_loss"), whole.curve("val_loss"), rtol=1e-3)
+    for mine, theirs in zip(resumed.model.get_weights(), whole.model.get_weights(), strict=True):
+        np.testing.assert_allclose(mine, theirs, atol=1e-4)
+    # Running it again finds the run finished and trains nothing.
+    again = train.train(ci_data, config, tmp_path / "cut", train_indices=subset, verbose=0)
+    assert again.epochs_done == 3 and len(again.history) == len(resumed.history)
+
+
+def test_a_run_folder_is_never_mixed_with_another_run(ci_data, tmp_path):
+    config = small_config(epochs=1, snapshot_images=0)
+    subset = ci_data.indices("train")[:16]
+    train.train(ci_data, config, tmp_path / "run", train_indices=subset, verbose=0)
+    with pytest.raises(ValueError, match="holds a different run"):
+        train.train(ci_data, replace(config, learning_rate=1e-4), tmp_path / "run",
+                    train_indices=subset, verbose=0)
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        train.train(ci_data, config, tmp_path / "run", train_indices=subset, resume=False,
+                    verbose=0)
+    with pytest.raises(ValueError, match="prepared at 32px"):
+        train.train(ci_data, replace(config, image_size=64), tmp_path / "other", verbose=0)
+
+
+def test_micro_batches_make_the_same_update_as_one_batch(ci_data, tmp_path):
+    config = small_config(epochs=1, batch_size=8, steps_per_epoch=1, flip=False,
+                          snapshot_images=0)
+    subset = ci_data.indices("train")[:8]
+    one = train.train(ci_data, config, tmp_path / "one", train_indices=subset, verbose=0)
+    split = train.train(ci_data, replace(config, max_micro_batch=4), tmp_path / "split",
+                        train_indices=subset, verbose=0)
+    assert (one.accumulation_steps, split.accumulation_steps) == (1, 2)
+    assert split.micro_batch == 4
+    keras.utils.set_random_seed(config.seed)
+    initial = train.build_colorizer(32).get_weights()  # the weights both runs started from
+    moved = [np.abs(w - w0).mean() for w, w0 in zip(one.model.get_weights(), initial,
+                                                     strict=True)]
+    apart = [np.abs(a - b).mean() for a, b in zip(one.model.get_weights(),
+                                                  split.model.get_weights(), strict=True)]
+    assert sum(moved) > 0
+    assert sum(apart) < 0.02 * sum(moved)
+
+
+def test_micro_batching_arithmetic():
+    assert train.micro_batching(4000, 100) == (100, 40)
+    assert train.micro_batching(100, 100) == (100, 1)
+    assert train.micro_batching(90, 40) == (30, 3)
+    assert train.micro_batching(7, 3) == (1, 7)
+    assert train.micro_batching(32, None) == (32, 1)
+
+
+def test_precision_and_distribution_choices():
+    assert train.resolve_precision("auto") == "float32"  # no GPU on the test machines
+    assert train.resolve_precision("mixed_bfloat16") == "mixed_bfloat16"
+    with pytest.raises(ValueError, match="unknown precision"):
+        train.resolve_precision("half")
+    assert train.distribution_plan(1, "jax") == "single device"
+    assert "MirroredStrategy" in train.distribution_plan(2, "tensorflow")
+    assert "DataParallel" in train.distribution_plan(4, "jax")
+    with train.distribution_scope() as plan:
+        assert plan == "single device"
+
+
+def test_mixed_precision_keeps_the_output_in_float32(ci_data, tmp_path):
+    config = small_config(epochs=1, steps_per_epoch=2, precision="mixed_bfloat16",
+                          snapshot_images=0)
+    result = train.train(ci_data, config, tmp_path / "bf16", verbose=0)
+    assert result.precision == "mixed_bfloat16"
+    conv = result.model.get_layer("encoder").get_layer("encoder_conv1")
+    assert conv.compute_dtype == "bfloat16" and conv.variable_dtype == "float32"
+    assert result.model.output.dtype == "float32"
+    assert np.isfinite(result.history[-1]["loss"])
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+
+
+def test_feeder_streams_batches_larger_than_the_set(ci_data):
+    indices = ci_data.indices("train")[:10]
+    feeder = ColorizationFeeder(ci_data.prepared, ci_data.embeddings, indices, batch_size=25,
+                                flip=True, seed=1, steps_per_epoch=2)
+    (lightness, embedding), ab = feeder[0]
+    assert lightness.shape[0] == 25 and len(feeder) == 2
+    rows = [np.flatnonzero((ci_data.embeddings[indices] == e).all(axis=1))[0] for e in embedding]
+    assert sorted(np.bincount(rows, minlength=10)) == [2] * 5 + [3] * 5  # 2.5 passes
+    feeder.epoch = 1
+    later = feeder[1]
+    fresh = ColorizationFeeder(ci_data.prepared, ci_data.embeddings, indices, batch_size=25,
+                               flip=True, seed=1, steps_per_epoch=2)
+    fresh.epoch = 1
+    np.testing.assert_array_equal(fresh[1][0][0], later[0][0])  # a function of (seed, epoch)
+
+
+def test_table1_runner_fills_every_column(ci_data, tmp_path):
+    base = small_config(snapshot_images=0)
+    runs = (experiments.Table1Run(1, 40, 2, 1), experiments.Table1Run(2, 4, 3, 2))
+    result = experiments.run_table1(ci_data, tmp_path, base, batch_scale=0.5,
+                                    max_micro_batch=8, runs=runs, verbose=0)
+    assert [row["run"] for row in result.rows] == [
+        "baseline: gray (a = b = 0)", "baseline: training mean a,b", "run 1: 40/2/1",
+        "run 2: 4/3/2"]
+    for row in result.rows:
+        for column in experiments.TABLE_COLUMNS:
+            assert row[column] not in (None, ""), (row["run"], column)
+            if isinstance(row[column], float):
+                assert np.isfinite(row[column]), (row["run"], column)
+    gray = result.rows[0]
+    assert gray["mean chroma"] < 0.5 and gray["measured"].startswith("grayish")
+    assert "20 (x0.5 of 40)" in result.rows[2]["batch as run"]
+    assert result.rows[2]["updates"] == 2 and result.rows[3]["updates"] == 6
+    markdown, table = experiments.write_table(result.rows, tmp_path / "table1")
+    assert len(markdown.read_text().splitlines()) == 2 + 4  # header, rule, four rows
+    assert len(table.read_text().splitlines()) == 1 + 4
