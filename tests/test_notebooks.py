@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import numpy as np
 import papermill as pm
@@ -105,12 +106,44 @@ def check_05_decoder_and_model(results: dict, real_data: bool) -> None:
     assert best["clipped Adam, standardised"] < results["overfit_first_loss"] / 10
 
 
+def check_06_training_on_gpu(results: dict, real_data: bool) -> None:
+    assert results["epochs"] == 3 and results["snapshots"] == 3
+    assert results["checkpoint_exists"] and results["rerun_trained_nothing"]
+    assert results["precision"] == "float32"  # no GPU in CI
+    assert results["images_per_second"] > 0
+    # Training lowers the held-out loss from the untrained network's.
+    assert results["val_loss_after"] < 0.5 * results["val_loss_before"]
+    if real_data:
+        assert results["images"] == 240 and results["splits"]["val"] > 0
+        assert results["held_out_trained"]["loss"] < results["held_out_gray"]["loss"]
+
+
+def check_07_reproduce_table1(results: dict, real_data: bool) -> None:
+    rows = {row["run"]: row for row in results["table1"]}
+    assert len(rows) == 6 and results["batch_scale"] == 0.05
+    assert [row["updates"] for row in results["table1"][2:]] == [10, 10, 200, 30]
+    for row in results["table1"]:
+        for key in ("train loss", "held-out loss", "PSNR (dB)", "SSIM", "colourfulness",
+                    "colourfulness gap", "mean chroma", "mean hue (deg)", "measured", "report"):
+            assert row[key] is not None and row[key] != "", (row["run"], key)
+    assert rows["baseline: gray (a = b = 0)"]["measured"].startswith("grayish")
+    # The run with the most updates beats the gray baseline on held-out persons.
+    assert rows["run 3: 10/100/2"]["held-out loss"] < rows["baseline: gray (a = b = 0)"][
+        "held-out loss"]
+    curve = results["epochs_curve"]["val_loss"]
+    assert min(curve[1:]) < curve[0]
+    assert len(results["sources"]) == 4
+    assert results["overfit_after"] < results["overfit_before"] / 10
+
+
 CHECKS = {
     "01_lab_color_space": check_01_lab_color_space,
     "02_portrait_dataset": check_02_portrait_dataset,
     "03_encoder": check_03_encoder,
     "04_inception_fusion": check_04_inception_fusion,
     "05_decoder_and_model": check_05_decoder_and_model,
+    "06_training_on_gpu": check_06_training_on_gpu,
+    "07_reproduce_table1": check_07_reproduce_table1,
 }
 
 
@@ -131,6 +164,9 @@ def test_notebook_executes_in_ci_profile(notebook, monkeypatch):
     monkeypatch.setenv("KOALA_CACHE_DIR", os.environ.get("KOALA_CACHE_DIR", str(BUILD / "cache")))
     results_file = BUILD / "results" / f"{notebook.stem}.json"
     results_file.unlink(missing_ok=True)
+    # Training notebooks resume finished runs: start them afresh, so that this run trains.
+    for run in (BUILD / "runs").glob(f"{notebook.stem[:2]}_*"):
+        shutil.rmtree(run)
     output = BUILD / "notebooks" / notebook.name
     output.parent.mkdir(parents=True, exist_ok=True)
 

@@ -1,0 +1,109 @@
+"""Benchmark: training images/s, with cached embeddings and with the extractor in every step.
+
+    .venv/bin/python benchmarks/training.py                       # CPU: small defaults
+    KERAS_BACKEND=jax python benchmarks/training.py --size 224 --batch 256 --steps 40
+                                                                   # a GPU (H100: bfloat16)
+
+Prints one JSON object. "cached" trains the colorizer on (L, cached embedding) -> a,b, as
+koala_lib.train does; "inline" puts the frozen classifier (MobileNetV2 by default,
+``--extractor inception_resnet_v2`` for the paper's) inside the step: L -> gray RGB ->
+classifier -> logits -> colorizer, the classifier frozen. Random inputs and weights cost the
+same as real ones. The first steps (compilation) are not timed. Not a test: numbers only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import keras
+import numpy as np
+from keras import ops
+
+from koala_lib.features import EXTRACTORS, FeatureExtractor
+from koala_lib.losses import report_mse
+from koala_lib.model import build_colorizer
+from koala_lib.profiles import visible_gpus
+from koala_lib.train import precision_policy, resolve_precision
+
+
+def gray_rgb_from_scaled_l(scaled_l):
+    """Scaled L (-1..1) -> the gray sRGB in [0, 1] it stands for (a = b = 0), in keras.ops.
+
+    With a = b = 0, X/Xn = Y/Yn = Z/Zn, and sRGB's matrix maps the white point to (1, 1, 1),
+    so every linear channel equals Y; then the sRGB transfer curve.
+    """
+    lightness = (ops.cast(scaled_l, "float32") + 1.0) * 50.0
+    fy = (lightness + 16.0) / 116.0
+    y = ops.where(fy ** 3 > 0.008856, fy ** 3, lightness / 903.3)
+    srgb = ops.where(y <= 0.0031308, 12.92 * y, 1.055 * ops.power(ops.maximum(y, 1e-8),
+                                                                      1 / 2.4) - 0.055)
+    return ops.repeat(ops.clip(srgb, 0.0, 1.0), 3, axis=-1)
+
+
+def inline_model(size: int, extractor: FeatureExtractor) -> keras.Model:
+    lightness = keras.Input((size, size, 1), name="L")
+    rgb = gray_rgb_from_scaled_l(lightness)
+    if size != extractor.input_size:
+        rgb = keras.layers.Resizing(extractor.input_size, extractor.input_size)(rgb)
+    if extractor.normalisation == "torchvision":
+        rgb = (rgb - np.array([0.485, 0.456, 0.406], "float32")) / np.array(
+            [0.229, 0.224, 0.225], "float32")
+    else:
+        rgb = rgb * 2.0 - 1.0
+    extractor.model.trainable = False
+    logits = ops.cast(extractor.model(rgb, training=False), "float32")
+    colorizer = build_colorizer(size, int(logits.shape[-1]))
+    return keras.Model(lightness, colorizer([lightness, logits]))
+
+
+def images_per_second(model, inputs, targets, batch: int, steps: int, warmup: int) -> float:
+    model.compile(keras.optimizers.Adam(1e-3, clipnorm=1.0), loss=report_mse)
+    model.fit(inputs, targets, batch_size=batch, epochs=1, steps_per_epoch=warmup, verbose=0)
+    start = time.perf_counter()
+    model.fit(inputs, targets, batch_size=batch, epochs=1, steps_per_epoch=steps, verbose=0)
+    return batch * steps / (time.perf_counter() - start)
+
+
+def main() -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    gpu = visible_gpus() > 0
+    parser.add_argument("--size", type=int, default=224 if gpu else 64)
+    parser.add_argument("--batch", type=int, default=128 if gpu else 16)
+    parser.add_argument("--steps", type=int, default=40 if gpu else 4)
+    parser.add_argument("--warmup", type=int, default=5 if gpu else 1)
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--extractor", default="mobilenet_v2", choices=sorted(EXTRACTORS))
+    parser.add_argument("--skip-inline", action="store_true")
+    args = parser.parse_args()
+    precision = resolve_precision(args.precision)
+    keras.utils.set_random_seed(0)
+    count = args.batch * args.steps
+    rng = np.random.default_rng(0)
+    lightness = rng.uniform(-1, 1, (count, args.size, args.size, 1)).astype("float32")
+    ab = rng.uniform(-0.3, 0.3, (count, args.size, args.size, 2)).astype("float32")
+    embeddings = rng.normal(0, 3, (count, 1000)).astype("float32")
+    results = {"backend": keras.backend.backend(), "gpus": visible_gpus(),
+               "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+               "precision": precision, "size": args.size, "batch": args.batch,
+               "timed_steps": args.steps}
+    with precision_policy(precision):
+        cached = build_colorizer(args.size)
+        results["cached_images_per_s"] = round(images_per_second(
+            cached, [lightness, embeddings], ab, args.batch, args.steps, args.warmup), 1)
+        if not args.skip_inline:
+            inline = inline_model(args.size, FeatureExtractor(args.extractor, None))
+            results["inline_extractor"] = args.extractor
+            results["inline_images_per_s"] = round(images_per_second(
+                inline, lightness, ab, args.batch, args.steps, args.warmup), 1)
+            results["cached_speedup"] = round(
+                results["cached_images_per_s"] / results["inline_images_per_s"], 2)
+    print(json.dumps(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()
