@@ -124,17 +124,21 @@ def summarize(per_image: dict[str, np.ndarray]) -> dict[str, float]:
     return summary
 
 
+WARM_HUES = (330.0, 90.0)  # degrees: from pinkish red through red (sRGB red is 40) to yellow
+
+
 def describe_colour(summary: dict[str, float], gray_fraction: float = 0.5) -> str:
     """The report's vocabulary, decided by numbers instead of by eye.
 
     "grayish" when the mean chroma is under ``gray_fraction`` of the truth's; otherwise
-    "brownish/reddish" when the mean hue is warm (0-90 degrees: red to orange-brown to
-    yellow), else "other hue"; "colourful as the truth" when chroma is within 20%.
+    "brownish/reddish" when the hue of the mean a,b is warm (330 to 90 degrees: pinkish
+    red, red, brown and orange, up to yellow), else the hue in degrees; "muted" when the
+    chroma is under 80% of the truth's.
     """
     ratio = summary["chroma"] / max(summary["chroma_truth"], 1e-9)
     if ratio < gray_fraction:
         return f"grayish (chroma {ratio:.0%} of the truth's)"
-    warm = summary["hue"] < 90.0 or summary["hue"] >= 350.0
+    warm = summary["hue"] >= WARM_HUES[0] or summary["hue"] < WARM_HUES[1]
     tone = "brownish/reddish" if warm else f"hue {summary['hue']:.0f} deg"
     if ratio < 0.8:
         return f"{tone}, muted (chroma {ratio:.0%} of the truth's)"

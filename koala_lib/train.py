@@ -135,10 +135,17 @@ def load_portraits(folder=None, image_size: int = 224, images: int | None = None
     from koala_lib.split import person_ids, split_by_person
 
     folder = Path(folder) if folder else data.portrait_dir()
-    if folder is None:
-        raise FileNotFoundError(
-            "no portrait folder: set KOALA_DATA_DIR to a folder of colour portraits, or "
-            "call koala_lib.download.download_portraits() where there is internet.")
+    if folder is None:  # nothing local: fetch the public portraits once (Colab has internet)
+        from koala_lib.download import download_portraits
+        from koala_lib.outputs import cache_dir
+
+        try:
+            download_portraits(cache_dir("portraits"), progress=progress)
+        except ConnectionError as error:
+            raise FileNotFoundError(
+                f"no portrait folder: set KOALA_DATA_DIR to a folder of colour portraits "
+                f"({error})") from error
+        folder = data.portrait_dir()
     if not folder.is_dir():
         raise FileNotFoundError(f"portrait folder {folder} does not exist.")
     check_image_size(image_size)

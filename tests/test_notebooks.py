@@ -109,6 +109,7 @@ def check_05_decoder_and_model(results: dict, real_data: bool) -> None:
 def check_06_training_on_gpu(results: dict, real_data: bool) -> None:
     assert results["epochs"] == 3 and results["snapshots"] == 3
     assert results["checkpoint_exists"] and results["rerun_trained_nothing"]
+    assert results["model_file"] == "colorizer_ci.keras" and results["model_metadata"]
     assert results["precision"] == "float32"  # no GPU in CI
     assert results["images_per_second"] > 0
     # Training lowers the held-out loss from the untrained network's.
@@ -136,6 +137,21 @@ def check_07_reproduce_table1(results: dict, real_data: bool) -> None:
     assert results["overfit_after"] < results["overfit_before"] / 10
 
 
+def check_08_evaluate_and_colorize(results: dict, real_data: bool) -> None:
+    rows = {row["prediction"]: row for row in results["evaluation"]}
+    assert set(rows) == {"gray (a = b = 0)", "training mean a,b", "trained model"}
+    assert rows["gray (a = b = 0)"]["measured"].startswith("grayish")
+    assert "PSNR" in results["protocol"]
+    assert results["your_photo_shape_in"][:2] == results["your_photo_shape_out"][:2]
+    assert results["black_and_white_sizes_kept"]
+    if real_data:
+        assert results["black_and_white_written"] == 6
+        assert results["black_and_white_skipped"] == 0
+        # Trained on real portraits, the model beats gray output on held-out persons.
+        assert rows["trained model"]["loss (a,b MSE)"] < rows["gray (a = b = 0)"][
+            "loss (a,b MSE)"]
+
+
 CHECKS = {
     "01_lab_color_space": check_01_lab_color_space,
     "02_portrait_dataset": check_02_portrait_dataset,
@@ -144,6 +160,7 @@ CHECKS = {
     "05_decoder_and_model": check_05_decoder_and_model,
     "06_training_on_gpu": check_06_training_on_gpu,
     "07_reproduce_table1": check_07_reproduce_table1,
+    "08_evaluate_and_colorize": check_08_evaluate_and_colorize,
 }
 
 

@@ -196,3 +196,38 @@ def test_table1_runner_fills_every_column(ci_data, tmp_path):
     markdown, table = experiments.write_table(result.rows, tmp_path / "table1")
     assert len(markdown.read_text().splitlines()) == 2 + 4  # header, rule, four rows
     assert len(table.read_text().splitlines()) == 1 + 4
+
+
+DATA_PARALLEL_SCRIPT = """
+import keras, numpy as np
+from koala_lib import train
+from koala_lib.model import build_colorizer
+from koala_lib.losses import report_mse
+with train.distribution_scope(gpus=2) as plan:
+    active = keras.distribution.distribution()
+    model = build_colorizer(16, 8)
+    model.compile(keras.optimizers.Adam(1e-3, clipnorm=1.0), loss=report_mse)
+    rng = np.random.default_rng(0)
+    history = model.fit([rng.uniform(-1, 1, (8, 16, 16, 1)), rng.normal(size=(8, 8))],
+                        rng.uniform(-0.2, 0.2, (8, 16, 16, 2)), batch_size=4, epochs=2,
+                        verbose=0)
+print(plan, "|", type(active).__name__, len(active.device_mesh.devices.ravel()), "|",
+      np.isfinite(history.history["loss"]).all(), "|", keras.distribution.distribution())
+"""
+
+
+def test_data_parallel_over_two_devices_under_jax():
+    """The JAX branch of distribution_scope, on two CPU devices standing in for two GPUs."""
+    pytest.importorskip("jax")
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KERAS_BACKEND": "jax",
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    result = subprocess.run([sys.executable, "-c", DATA_PARALLEL_SCRIPT], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    line = result.stdout.strip().splitlines()[-1]
+    assert line == ("keras.distribution.DataParallel over 2 GPUs | DataParallel 2 | True | "
+                    "None"), line

@@ -1,0 +1,350 @@
+"""Colorize photos of any size with a trained model, keeping every detail of the input.
+
+**Full resolution.** The network predicts a,b at about its training scale: the image is
+resized so that its shorter side is the model's training size (224 for the `gpu`
+profile; sides rounded to multiples of 8, the longer side capped at 4x), the classifier
+embeds the same small L, and the predicted a,b are upsampled (bilinear) to the original
+size. They are merged with the **original full-resolution L**, so edges, texture and grain
+are the input's own; only the colour is at the model's resolution (colour detail is the
+least visible to the eye, which is why JPEG also stores it at lower resolution).
+
+**Gamut.** Some predicted (L, a, b) have no sRGB colour; clipping the RGB would change L.
+Instead the chroma of those pixels is reduced step by step until the colour fits, so the
+output's L equals the input's within 8-bit rounding.
+
+**The trained model** is a ``.keras`` file with a ``.json`` beside it (the extractor,
+its weights and their fingerprint, the image size, the data and the held-out metrics):
+:func:`save_trained` writes both, :func:`load_trained` refuses a model whose embeddings
+came from another extractor than the one offered.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+from PIL import Image
+from skimage import color as skcolor
+
+from koala_lib import color
+from koala_lib.cleaning import IMAGE_SUFFIXES, read_rgb
+from koala_lib.model import DOWNSAMPLING, build_colorizer, load_colorizer
+
+MAX_ASPECT = 4  # the longer side is at most this many times the model's size
+SUFFIX = "_colorized.png"
+PROFILE_PREFERENCE = ("gpu", "cpu", "ci")  # the default model: the best-trained one found
+
+__all__ = [
+    "ColorizeReport",
+    "TrainedColorizer",
+    "colorize_files",
+    "colorize_rgb",
+    "course_model",
+    "course_run_dir",
+    "default_model_path",
+    "load_trained",
+    "model_path",
+    "model_size_for",
+    "save_course_model",
+    "save_trained",
+]
+
+
+# --- the trained model and its metadata -----------------------------------------------------
+
+
+@dataclass
+class TrainedColorizer:
+    model: keras.Model  # accepts any H, W divisible by 8
+    metadata: dict
+    path: Path | None = None
+
+    @property
+    def image_size(self) -> int:
+        return int(self.metadata["image_size"])
+
+
+def save_trained(model: keras.Model, path, extractor, image_size: int, **metadata) -> Path:
+    """Save ``model`` (rebuilt to accept any size) as ``path`` (.keras) and ``path``.json.
+
+    ``extractor`` is the FeatureExtractor whose embeddings the model was trained on (or
+    its description: a dict with name, weights and fingerprint, as
+    :attr:`koala_lib.train.PortraitData.extractor`). Extra keyword arguments (data,
+    metrics, ...) go into the JSON as they are.
+    """
+    if not isinstance(extractor, dict):
+        extractor = {"name": extractor.name, "weights": extractor.weights_name,
+                     "fingerprint": extractor.fingerprint}
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"save the model as a .keras file, not {path.name}.")
+    fusion = model.get_layer("fusion")
+    any_size = build_colorizer(None, int(model.inputs[1].shape[-1]),
+                               standardize_embedding=fusion.standardize_embedding)
+    any_size.set_weights(model.get_weights())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    any_size.save(path)
+    info = {"format": "koala colorizer 1", "image_size": int(image_size),
+            "embedding_dim": int(model.inputs[1].shape[-1]),
+            "extractor": {key: extractor[key] for key in ("name", "weights", "fingerprint")},
+            "keras": keras.__version__, "backend": keras.backend.backend(), **metadata}
+    path.with_suffix(".json").write_text(json.dumps(info, indent=1, default=_plain))
+    return path
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def load_trained(path, extractor=None) -> tuple[TrainedColorizer, object]:
+    """(the trained colorizer, its extractor); the extractor is loaded from the metadata
+    when not given, and refused when it is not the one the model was trained with."""
+    from koala_lib.features import FeatureExtractor
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no trained model at {path}: train one with notebook 06 "
+                                "(it saves colorizer.keras), or pass its path.")
+    info_path = path.with_suffix(".json")
+    if not info_path.is_file():
+        raise ValueError(f"{path.name} has no {info_path.name} beside it: without it the "
+                         "extractor the model was trained with is unknown. Save models "
+                         "with koala_lib.colorize.save_trained.")
+    metadata = json.loads(info_path.read_text())
+    wanted = metadata["extractor"]
+    if extractor is None:
+        weights = wanted["weights"]
+        extractor = FeatureExtractor(wanted["name"], None if weights == "random" else weights)
+    if extractor.name != wanted["name"] or extractor.fingerprint != wanted["fingerprint"]:
+        raise ValueError(
+            f"{path.name} was trained on embeddings of {wanted['name']} ({wanted['weights']} "
+            f"weights, fingerprint {wanted['fingerprint'][:12]}), but the extractor offered is "
+            f"{extractor.name} ({extractor.weights_name} weights, fingerprint "
+            f"{extractor.fingerprint[:12]}). Its colours would be meaningless: use the "
+            f"model's own extractor, or train a model for this one.")
+    model = load_colorizer(path)
+    return TrainedColorizer(model, metadata, path), extractor
+
+
+def model_path(profile: str) -> Path:
+    """Where notebook 06 saves the model it trains in ``profile``."""
+    from koala_lib.outputs import build_dir
+
+    return build_dir() / "models" / f"colorizer_{profile}.keras"
+
+
+def default_model_path() -> Path:
+    """The model of the most thorough profile trained so far (gpu, then cpu, then ci)."""
+    for profile in PROFILE_PREFERENCE:
+        if model_path(profile).is_file():
+            return model_path(profile)
+    raise FileNotFoundError(
+        f"no trained model in {model_path('gpu').parent}: run notebook 06 (it saves "
+        f"colorizer_<profile>.keras there), or pass --model PATH.")
+
+
+def course_run_dir(profile: str, name: str = "06_training") -> Path:
+    """The run folder of notebook 06's training in ``profile``."""
+    from koala_lib.outputs import build_dir
+
+    return build_dir() / "runs" / f"{name}_{profile}"
+
+
+def save_course_model(result, data, profile: str, **metadata) -> Path:
+    """Save a :class:`koala_lib.train.TrainResult` as the ``profile``'s course model."""
+    last = result.history[-1]
+    return save_trained(result.model, model_path(profile), data.extractor, data.image_size,
+                        profile=profile, data=data.describe(), data_folder=str(data.folder),
+                        epochs=result.epochs_done, run_dir=str(result.run_dir),
+                        final_loss=last.get("loss"), final_val_loss=last.get("val_loss"),
+                        **metadata)
+
+
+def course_model(data, profile: str, seed: int = 42, verbose="auto") -> Path:
+    """Notebook 06's model for ``profile``: the saved file, or trained now (resuming
+    notebook 06's run folder if it was started) and saved."""
+    path = model_path(profile)
+    if path.is_file():
+        return path
+    from koala_lib import train
+
+    print(f"No {path.name} yet: training notebook 06's {profile} run (resumed if started).")
+    result = train.train(data, train.config_for_profile(profile, seed=seed),
+                         course_run_dir(profile), verbose=verbose)
+    return save_course_model(result, data, profile)
+
+
+# --- one image ---------------------------------------------------------------------------
+
+
+def model_size_for(height: int, width: int, size: int) -> tuple[int, int]:
+    """(h, w), multiples of 8, with the shorter side ``size`` and the aspect kept."""
+    scale = size / min(height, width)
+    sides = []
+    for side in (height, width):
+        scaled = min(side * scale, size * MAX_ASPECT)
+        sides.append(max(DOWNSAMPLING, int(round(scaled / DOWNSAMPLING)) * DOWNSAMPLING))
+    return sides[0], sides[1]
+
+
+def _small_lightness(lightness: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Full-resolution L (H, W) in [0, 100] -> (h, w) by Pillow's antialiased resize."""
+    image = Image.fromarray(lightness.astype(np.float32))  # 2-d float32: Pillow's mode "F"
+    return np.asarray(image.resize((shape[1], shape[0]), Image.Resampling.BILINEAR))
+
+
+def _upsample_ab(ab: np.ndarray, height: int, width: int) -> np.ndarray:
+    channels = [np.asarray(Image.fromarray(ab[..., i].astype(np.float32)).resize(
+        (width, height), Image.Resampling.BILINEAR)) for i in range(2)]
+    return np.stack(channels, axis=-1)
+
+
+def out_of_gamut(lab: np.ndarray, tolerance: float = 1e-3) -> np.ndarray:
+    """True where (L, a, b) has no sRGB colour: a linear channel outside [0, 1]."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*negative Z values.*")
+        xyz = skcolor.lab2xyz(np.asarray(lab, np.float64))
+    linear = xyz @ skcolor.colorconv.rgb_from_xyz.T
+    return ((linear < -tolerance) | (linear > 1 + tolerance)).any(axis=-1)
+
+
+def fit_gamut(lightness: np.ndarray, ab: np.ndarray) -> np.ndarray:
+    """sRGB of (L, a, b), with the chroma of out-of-gamut pixels reduced until they fit.
+
+    Clipping RGB instead would change the lightness; a gray (a = b = 0) always fits.
+    """
+    lab = np.concatenate([lightness[..., None], ab], axis=-1).astype(np.float64)
+    bad = out_of_gamut(lab)
+    original_ab = lab[bad][:, 1:].copy()
+    where = np.nonzero(bad)
+    for scale in (0.8, 0.6, 0.4, 0.2, 0.1, 0.0):
+        still = bad[where]
+        if not still.any():
+            break
+        subset = lab[where]
+        subset[still, 1:] = original_ab[still] * scale
+        lab[where] = subset
+        bad[where] = out_of_gamut(subset[:, None, :])[:, 0]
+    return color.lab_to_rgb(lab)
+
+
+def predict_small_ab(trained: TrainedColorizer, extractor, small_l: np.ndarray) -> np.ndarray:
+    """Batch of L (N, h, w) in [0, 100] -> a,b (N, h, w, 2) in Lab units."""
+    embeddings = extractor.embed(small_l)
+    scaled = keras.ops.convert_to_numpy(trained.model(
+        [color.scale_l(small_l[..., None]), embeddings], training=False))
+    return color.unscale_ab(np.asarray(scaled, np.float32))
+
+
+def colorize_rgb(trained: TrainedColorizer, extractor, rgb) -> np.ndarray:
+    """One RGB image (uint8, uint16 or float; colour or gray) -> colorized uint8 RGB, same size."""
+    lightness = color.rgb_to_lab(rgb)[..., 0]
+    shape = model_size_for(*lightness.shape, trained.image_size)
+    small_ab = predict_small_ab(trained, extractor, _small_lightness(lightness, shape)[None])[0]
+    ab = _upsample_ab(small_ab, *lightness.shape)
+    return color.to_uint8(fit_gamut(lightness, ab))
+
+
+# --- files and folders ---------------------------------------------------------------------
+
+
+@dataclass
+class ColorizeReport:
+    written: list[tuple[Path, Path]] = field(default_factory=list)  # (input, output)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # (input, reason)
+
+    def summary(self) -> str:
+        lines = [f"colorized {len(self.written)} image(s), skipped {len(self.skipped)}"]
+        lines += [f"  skipped {path}: {reason}" for path, reason in self.skipped]
+        return "\n".join(lines)
+
+
+def _inputs(sources, out_dir: Path) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
+    """(file, name relative to the output folder) for every input; skipped ones with reasons."""
+    found, skipped = [], []
+    for source in map(Path, sources):
+        if source.is_dir():
+            files = sorted(p for p in source.rglob("*") if p.is_file())
+            files = [p for p in files if not p.resolve().is_relative_to(out_dir)]
+            if not files:
+                skipped.append((source, "folder holds no files"))
+            for path in files:
+                relative = path.relative_to(source)
+                found.append((path, Path(source.resolve().name) / relative
+                              if len(sources) > 1 else relative))
+        elif source.is_file():
+            found.append((source, Path(source.name)))
+        else:
+            skipped.append((source, "no such file or folder"))
+    return found, skipped
+
+
+def _free_name(out_dir: Path, relative: Path) -> Path:
+    """A path under ``out_dir`` for ``relative``'s output that does not exist yet."""
+    target = out_dir / relative.parent / f"{relative.stem}{SUFFIX}"
+    number = 1
+    while target.exists():
+        target = out_dir / relative.parent / f"{relative.stem}_colorized-{number}.png"
+        number += 1
+    if not target.resolve().is_relative_to(out_dir):
+        raise ValueError(f"refusing to write {target} outside {out_dir}.")
+    return target
+
+
+def colorize_files(sources, out_dir, trained: TrainedColorizer, extractor,
+                   batch_size: int = 16, progress: bool = True) -> ColorizeReport:
+    """Colorize image files and folders into ``out_dir``: new files only, inputs untouched.
+
+    Images are read once to build the small L the network needs (grouped by shape and
+    predicted in batches), then again, one at a time, to merge the colour with the full
+    L and write a PNG named ``<name>_colorized.png`` (``-1``, ``-2``... if taken).
+    """
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = ColorizeReport()
+    files, report.skipped = _inputs(list(sources), out_dir)
+    small: dict[int, np.ndarray] = {}
+    for number, (path, _) in enumerate(tqdm(files, desc="reading", disable=not progress)):
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            report.skipped.append((path, f"not an image file ({path.suffix or 'no suffix'})"))
+            continue
+        try:
+            lightness = color.rgb_to_lab(read_rgb(path))[..., 0]
+        except (ValueError, OSError, Image.DecompressionBombError) as error:
+            report.skipped.append((path, str(error)))
+            continue
+        shape = model_size_for(*lightness.shape, trained.image_size)
+        small[number] = _small_lightness(lightness, shape)
+
+    predicted: dict[int, np.ndarray] = {}
+    groups: dict[tuple[int, int], list[int]] = {}
+    for number, image in small.items():
+        groups.setdefault(image.shape, []).append(number)
+    bar = tqdm(total=len(small), desc="predicting colour", disable=not progress)
+    for numbers in groups.values():
+        for start in range(0, len(numbers), batch_size):
+            chosen = numbers[start : start + batch_size]
+            batch_ab = predict_small_ab(trained, extractor, np.stack([small[n] for n in chosen]))
+            predicted.update(zip(chosen, batch_ab, strict=True))
+            bar.update(len(chosen))
+    bar.close()
+
+    for number in tqdm(sorted(predicted), desc="writing", disable=not progress):
+        path, relative = files[number]
+        lightness = color.rgb_to_lab(read_rgb(path))[..., 0]
+        ab = _upsample_ab(predicted[number], *lightness.shape)
+        target = _free_name(out_dir, relative)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(color.to_uint8(fit_gamut(lightness, ab))).save(target)
+        report.written.append((path, target))
+    return report
