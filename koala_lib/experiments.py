@@ -83,6 +83,20 @@ def constant_loss(data: PortraitData, indices, value) -> float:
     return total / (len(indices) * data.image_size ** 2 * 2)
 
 
+BASELINES = ("gray (a = b = 0)", "training mean a,b")
+
+
+def baseline_predictions(data: PortraitData, indices, train_indices=None) -> dict:
+    """Predictions that need no training, for ``indices``: gray (a = b = 0) everywhere, and
+    the training images' mean a,b everywhere. Returns {name: (scaled a,b, constant)}."""
+    train_indices = data.indices("train") if train_indices is None else train_indices
+    shape = (len(indices), data.image_size, data.image_size, 2)
+    gray = np.zeros(2, np.float32)
+    train_mean = mean_ab(data, train_indices)
+    return {name: (np.broadcast_to(value, shape).copy(), value)
+            for name, value in zip(BASELINES, (gray, train_mean), strict=True)}
+
+
 def measure(data: PortraitData, indices, predicted_ab) -> tuple[dict, dict]:
     """(per-image metrics, summary with the loss) of predictions for ``indices``."""
     lightness, truth_ab = data.prepared.model_arrays(np.asarray(indices))
@@ -125,7 +139,6 @@ def run_table1(data: PortraitData, run_root, base: TrainConfig, batch_scale: flo
     run_root = Path(run_root)
     indices = data.indices(eval_split)
     train_indices = data.indices("train")
-    lightness, truth_ab = data.prepared.model_arrays(indices[:1])
     rows, predictions, per_image, histories = [], {}, {}, {}
 
     def add(name, predicted, train_loss, **extra):
@@ -133,14 +146,11 @@ def run_table1(data: PortraitData, run_root, base: TrainConfig, batch_scale: flo
         predictions[name], per_image[name] = predicted, images
         rows.append(_row(name, summary, train_loss, **extra))
 
-    shape = (len(indices), data.image_size, data.image_size, 2)
-    add("baseline: gray (a = b = 0)", np.zeros(shape, np.float32),
-        constant_loss(data, train_indices, 0.0), batch="-", steps="-", epochs="-",
-        updates=0, **{"batch as run": "no training", "report": "-", "seconds": 0.0})
-    train_mean = mean_ab(data, train_indices)
-    add("baseline: training mean a,b", np.broadcast_to(train_mean, shape).copy(),
-        constant_loss(data, train_indices, train_mean), batch="-", steps="-", epochs="-",
-        updates=0, **{"batch as run": "no training", "report": "-", "seconds": 0.0})
+    for name, (predicted, constant) in baseline_predictions(data, indices,
+                                                            train_indices).items():
+        add(f"baseline: {name}", predicted, constant_loss(data, train_indices, constant),
+            batch="-", steps="-", epochs="-", updates=0,
+            **{"batch as run": "no training", "report": "-", "seconds": 0.0})
 
     for spec in runs:
         batch = max(1, round(spec.batch * batch_scale))
