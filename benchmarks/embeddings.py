@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 from koala_lib import color, data
-from koala_lib.cache import EmbeddingCache
+from koala_lib.data.cache import EmbeddingCache
 from koala_lib.features import FeatureExtractor
 
 
@@ -43,7 +43,7 @@ def main(count: int) -> dict:
         results["mobilenet_v2_images_per_s"] / results["inception_resnet_v2_images_per_s"], 1)
 
     portraits = data.sample_portraits(count, seed=0, verbose=False)
-    lightness = np.stack([color.rgb_to_lab(data.fit_to_square(p.rgb, 224))[..., :1]
+    lightness = np.stack([color.rgb_to_lab(data.square_crop_resize(p.rgb, 224))[..., :1]
                           for p in portraits])
     extractor = FeatureExtractor("mobilenet_v2", "torchvision")
     with tempfile.TemporaryDirectory() as folder:

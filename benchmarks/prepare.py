@@ -17,8 +17,8 @@ import sys
 import tempfile
 import time
 
-from koala_lib import cleaning, prepare
-from koala_lib.data import data_dir
+from koala_lib.data import cleaning, prepare
+from koala_lib.environment import data_dir
 
 
 def main(size: int) -> dict:

@@ -23,10 +23,10 @@ import keras
 import numpy as np
 from keras import ops
 
+from koala_lib.environment import visible_gpus
 from koala_lib.features import EXTRACTORS, FeatureExtractor
 from koala_lib.losses import report_mse
 from koala_lib.model import build_colorizer
-from koala_lib.profiles import visible_gpus
 from koala_lib.train import precision_policy, resolve_precision
 
 

@@ -1,4 +1,9 @@
-"""``python -m koala_lib colorize INPUT... --out DIR [--model PATH]``: colorize your photos."""
+"""The command line.
+
+* ``python -m koala_lib colorize INPUT... --out DIR [--model PATH]``: colorize your photos;
+* ``python -m koala_lib evaluate FOLDER --model PATH [--size N] [--json OUT]``: measure a
+  saved model on a folder of colour photos against the gray and mean-a,b baselines.
+"""
 
 from __future__ import annotations
 
@@ -33,27 +38,81 @@ def build_parser() -> argparse.ArgumentParser:
     colorize.add_argument("--batch-size", type=int, default=16, metavar="N",
                           help="images predicted together (default 16)")
     colorize.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    evaluate = commands.add_parser(
+        "evaluate", help="measure a saved model on a folder of colour photos",
+        description="Measure a saved model on the colour photos of FOLDER (searched "
+                    "recursively; black-and-white, unreadable and tiny files are skipped "
+                    "and listed). Protocol: each photo is cut and stored exactly as for "
+                    "training (the top square of a tall photo, the centre square of a wide "
+                    "one, resized to the model's size; L rounded to 8 bits, a,b to "
+                    "integers), the model predicts a,b from that L, and the prediction (the "
+                    "stored L + the predicted a,b) is compared with the photo as 8-bit "
+                    "sRGB: PSNR (capped at 100 dB), SSIM (Gaussian sigma 1.5), "
+                    "colourfulness and its gap to the truth, mean chroma and hue, and the "
+                    "a,b MSE (the training loss). The same is measured for two predictions "
+                    "that need no training: gray (a = b = 0) and the training images' mean "
+                    "a,b. Exit status 1 when the folder holds no colour photo.")
+    evaluate.add_argument("folder", type=Path, metavar="FOLDER", help="a folder of colour photos")
+    evaluate.add_argument("--model", required=True, type=Path, metavar="PATH",
+                          help="a .keras model saved by notebook 06 (with its .json)")
+    evaluate.add_argument("--size", type=int, metavar="N",
+                          help="the square size to measure at (a multiple of 8; default: "
+                               "the size the model was trained at)")
+    evaluate.add_argument("--json", type=Path, metavar="OUT",
+                          help="also write the table and the protocol as JSON to OUT")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def _load_model(path):
     from koala_lib import colorize
 
-    try:
-        path = args.model or colorize.default_model_path()
-        trained, extractor = colorize.load_trained(path)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    trained, extractor = colorize.load_trained(path)
     print(f"model {path} ({trained.metadata['extractor']['name']} embeddings, trained at "
           f"{trained.image_size}x{trained.image_size})")
+    return trained, extractor
+
+
+def run_evaluate(args) -> int:
+    import json
+
+    from koala_lib.evaluate import METRIC_COLUMNS, evaluate_folder, table_markdown
+
+    trained, extractor = _load_model(args.model)
+    result = evaluate_folder(args.folder, trained, extractor, image_size=args.size,
+                             progress=not args.quiet)
+    print(table_markdown(result["rows"], ("prediction", *METRIC_COLUMNS)))
+    print(f"{result['images']} colour photos of {args.folder} at {result['image_size']}x"
+          f"{result['image_size']}; {len(result['skipped'])} files skipped; mean a,b of "
+          f"{result['mean_ab_source']}.\nprotocol: {result['protocol']}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def run_colorize(args) -> int:
+    from koala_lib import colorize, course
+
+    trained, extractor = _load_model(args.model or course.default_model_path())
     report = colorize.colorize_files(args.inputs, args.out, trained, extractor,
                                      batch_size=args.batch_size, progress=not args.quiet)
     for source, target in report.written:
         print(f"wrote {target}  (from {source})")
     print(report.summary())
     return 0 if report.written else 1
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    command = {"colorize": run_colorize, "evaluate": run_evaluate}[args.command]
+    try:
+        return command(args)
+    except (FileNotFoundError, ValueError, ConnectionError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

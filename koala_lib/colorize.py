@@ -31,25 +31,19 @@ from PIL import Image
 from skimage import color as skcolor
 
 from koala_lib import color
-from koala_lib.cleaning import IMAGE_SUFFIXES, read_rgb
+from koala_lib.data.images import is_image_file, read_rgb
 from koala_lib.model import DOWNSAMPLING, build_colorizer, load_colorizer
 
 MAX_ASPECT = 4  # the longer side is at most this many times the model's size
 SUFFIX = "_colorized.png"
-PROFILE_PREFERENCE = ("gpu", "cpu", "ci")  # the default model: the best-trained one found
 
 __all__ = [
     "ColorizeReport",
     "TrainedColorizer",
     "colorize_files",
     "colorize_rgb",
-    "course_model",
-    "course_run_dir",
-    "default_model_path",
     "load_trained",
-    "model_path",
     "model_size_for",
-    "save_course_model",
     "save_trained",
 ]
 
@@ -73,7 +67,7 @@ def save_trained(model: keras.Model, path, extractor, image_size: int, **metadat
 
     ``extractor`` is the FeatureExtractor whose embeddings the model was trained on (or
     its description: a dict with name, weights and fingerprint, as
-    :attr:`koala_lib.train.PortraitData.extractor`). Extra keyword arguments (data,
+    :attr:`koala_lib.data.PortraitData.extractor`). Extra keyword arguments (data,
     metrics, ...) go into the JSON as they are.
     """
     if not isinstance(extractor, dict):
@@ -112,7 +106,8 @@ def load_trained(path, extractor=None) -> tuple[TrainedColorizer, object]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no trained model at {path}: train one with notebook 06 "
-                                "(it saves colorizer.keras), or pass its path.")
+                                "(it saves build/models/colorizer_<profile>.keras), or pass "
+                                "the path of one.")
     info_path = path.with_suffix(".json")
     if not info_path.is_file():
         raise ValueError(f"{path.name} has no {info_path.name} beside it: without it the "
@@ -121,65 +116,25 @@ def load_trained(path, extractor=None) -> tuple[TrainedColorizer, object]:
     metadata = json.loads(info_path.read_text())
     wanted = metadata["extractor"]
     if extractor is None:
-        weights = wanted["weights"]
-        extractor = FeatureExtractor(wanted["name"], None if weights == "random" else weights)
+        if wanted["weights"] == "random":
+            raise ValueError(
+                f"{path.name} was trained on embeddings of {wanted['name']} with random "
+                f"weights (fingerprint {wanted['fingerprint'][:12]}): a new random network "
+                f"cannot reproduce them. Pass that same extractor object "
+                f"(load_trained(path, extractor=...)), or train with real weights.")
+        extractor = FeatureExtractor(wanted["name"], wanted["weights"])
     if extractor.name != wanted["name"] or extractor.fingerprint != wanted["fingerprint"]:
+        same_name = extractor.name == wanted["name"]
         raise ValueError(
             f"{path.name} was trained on embeddings of {wanted['name']} ({wanted['weights']} "
-            f"weights, fingerprint {wanted['fingerprint'][:12]}), but the extractor offered is "
-            f"{extractor.name} ({extractor.weights_name} weights, fingerprint "
-            f"{extractor.fingerprint[:12]}). Its colours would be meaningless: use the "
-            f"model's own extractor, or train a model for this one.")
+            f"weights, fingerprint {wanted['fingerprint'][:12]}), but the extractor offered "
+            + (f"has other weights: {extractor.weights_name}, fingerprint "
+               f"{extractor.fingerprint[:12]}" if same_name else
+               f"is {extractor.name} ({extractor.weights_name} weights)")
+            + ". Its colours would be meaningless: use the model's own extractor, or train "
+              "a model for this one.")
     model = load_colorizer(path)
     return TrainedColorizer(model, metadata, path), extractor
-
-
-def model_path(profile: str) -> Path:
-    """Where notebook 06 saves the model it trains in ``profile``."""
-    from koala_lib.outputs import build_dir
-
-    return build_dir() / "models" / f"colorizer_{profile}.keras"
-
-
-def default_model_path() -> Path:
-    """The model of the most thorough profile trained so far (gpu, then cpu, then ci)."""
-    for profile in PROFILE_PREFERENCE:
-        if model_path(profile).is_file():
-            return model_path(profile)
-    raise FileNotFoundError(
-        f"no trained model in {model_path('gpu').parent}: run notebook 06 (it saves "
-        f"colorizer_<profile>.keras there), or pass --model PATH.")
-
-
-def course_run_dir(profile: str, name: str = "06_training") -> Path:
-    """The run folder of notebook 06's training in ``profile``."""
-    from koala_lib.outputs import build_dir
-
-    return build_dir() / "runs" / f"{name}_{profile}"
-
-
-def save_course_model(result, data, profile: str, **metadata) -> Path:
-    """Save a :class:`koala_lib.train.TrainResult` as the ``profile``'s course model."""
-    last = result.history[-1]
-    return save_trained(result.model, model_path(profile), data.extractor, data.image_size,
-                        profile=profile, data=data.describe(), data_folder=str(data.folder),
-                        epochs=result.epochs_done, run_dir=str(result.run_dir),
-                        final_loss=last.get("loss"), final_val_loss=last.get("val_loss"),
-                        **metadata)
-
-
-def course_model(data, profile: str, seed: int = 42, verbose="auto") -> Path:
-    """Notebook 06's model for ``profile``: the saved file, or trained now (resuming
-    notebook 06's run folder if it was started) and saved."""
-    path = model_path(profile)
-    if path.is_file():
-        return path
-    from koala_lib import train
-
-    print(f"No {path.name} yet: training notebook 06's {profile} run (resumed if started).")
-    result = train.train(data, train.config_for_profile(profile, seed=seed),
-                         course_run_dir(profile), verbose=verbose)
-    return save_course_model(result, data, profile)
 
 
 # --- one image ---------------------------------------------------------------------------
@@ -315,12 +270,12 @@ def colorize_files(sources, out_dir, trained: TrainedColorizer, extractor,
     files, report.skipped = _inputs(list(sources), out_dir)
     small: dict[int, np.ndarray] = {}
     for number, (path, _) in enumerate(tqdm(files, desc="reading", disable=not progress)):
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
+        if not is_image_file(path):
             report.skipped.append((path, f"not an image file ({path.suffix or 'no suffix'})"))
             continue
         try:
-            lightness = color.rgb_to_lab(read_rgb(path))[..., 0]
-        except (ValueError, OSError, Image.DecompressionBombError) as error:
+            lightness = color.rgb_to_lab(read_rgb(path, keep_16bit=True))[..., 0]
+        except (ValueError, OSError) as error:
             report.skipped.append((path, str(error)))
             continue
         shape = model_size_for(*lightness.shape, trained.image_size)
@@ -341,7 +296,7 @@ def colorize_files(sources, out_dir, trained: TrainedColorizer, extractor,
 
     for number in tqdm(sorted(predicted), desc="writing", disable=not progress):
         path, relative = files[number]
-        lightness = color.rgb_to_lab(read_rgb(path))[..., 0]
+        lightness = color.rgb_to_lab(read_rgb(path, keep_16bit=True))[..., 0]
         ab = _upsample_ab(predicted[number], *lightness.shape)
         target = _free_name(out_dir, relative)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ steps x epochs updates of one batch each. It measures every run on held-out pers
 
 **Batches larger than the training set.** The report had about 4,000 frames; our training
 split has about 1,700 portraits. A batch of 4000 takes the next 4000 images of the
-feeder's stream (:mod:`koala_lib.feeder`): the whole shuffled training set, then the next
+feeder's stream (:mod:`koala_lib.data.feeder`): the whole shuffled training set, then the next
 shuffle, and so on, so each portrait appears two or three times in the batch, each copy
 flipped or not at random. It is computed as micro-batches whose gradients are averaged
 before the single Adam update (``max_micro_batch``), which is the same update as one batch
@@ -27,11 +27,19 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import keras
 import numpy as np
 
-from koala_lib import color, metrics
-from koala_lib.train import PortraitData, TrainConfig, train
+from koala_lib.data.portraits import PortraitData
+from koala_lib.evaluate import (
+    baselines,
+    constant_loss,
+    mean_ab,
+    measure,
+    predict_ab,
+    summary_row,
+    table_markdown,
+)
+from koala_lib.train import TrainConfig, train
 
 # The report's by-eye verdicts use these words; which word went with which run is in the
 # report itself, so the table quotes the vocabulary and measures each run against it.
@@ -52,75 +60,6 @@ class Table1Run:
 
 TABLE1 = (Table1Run(1, 4000, 10, 1), Table1Run(2, 100, 10, 1), Table1Run(3, 10, 100, 2),
           Table1Run(4, 100, 10, 3))
-
-
-def predict_ab(model: keras.Model, data: PortraitData, indices, batch_size: int = 64):
-    """Scaled a,b predicted for ``indices`` (N, S, S, 2) float32."""
-    outputs = []
-    for start in range(0, len(indices), batch_size):
-        chosen = np.asarray(indices[start : start + batch_size])
-        lightness, _ = data.prepared.model_arrays(chosen)
-        outputs.append(keras.ops.convert_to_numpy(
-            model([lightness, data.embeddings[chosen]], training=False)).astype(np.float32))
-    return np.concatenate(outputs)
-
-
-def mean_ab(data: PortraitData, indices) -> np.ndarray:
-    """The mean scaled a,b over the pixels of ``indices`` (2,)."""
-    total = np.zeros(2)
-    for start in range(0, len(indices), 256):
-        _, ab = data.prepared.model_arrays(np.asarray(indices[start : start + 256]))
-        total += ab.reshape(-1, 2).sum(axis=0, dtype=np.float64)
-    return (total / (len(indices) * data.image_size ** 2)).astype(np.float32)
-
-
-def constant_loss(data: PortraitData, indices, value) -> float:
-    """The report's loss of predicting the constant scaled a,b ``value`` everywhere."""
-    total = 0.0
-    for start in range(0, len(indices), 256):
-        _, ab = data.prepared.model_arrays(np.asarray(indices[start : start + 256]))
-        total += float(np.square(ab - np.asarray(value, np.float32)).sum(dtype=np.float64))
-    return total / (len(indices) * data.image_size ** 2 * 2)
-
-
-BASELINES = ("gray (a = b = 0)", "training mean a,b")
-
-
-def baseline_predictions(data: PortraitData, indices, train_indices=None) -> dict:
-    """Predictions that need no training, for ``indices``: gray (a = b = 0) everywhere, and
-    the training images' mean a,b everywhere. Returns {name: (scaled a,b, constant)}."""
-    train_indices = data.indices("train") if train_indices is None else train_indices
-    shape = (len(indices), data.image_size, data.image_size, 2)
-    gray = np.zeros(2, np.float32)
-    train_mean = mean_ab(data, train_indices)
-    return {name: (np.broadcast_to(value, shape).copy(), value)
-            for name, value in zip(BASELINES, (gray, train_mean), strict=True)}
-
-
-def measure(data: PortraitData, indices, predicted_ab) -> tuple[dict, dict]:
-    """(per-image metrics, summary with the loss) of predictions for ``indices``."""
-    lightness, truth_ab = data.prepared.model_arrays(np.asarray(indices))
-    truth_rgb = color.model_to_rgb(lightness, truth_ab)
-    predicted_rgb = color.model_to_rgb(lightness, predicted_ab)
-    per_image = metrics.evaluate(truth_rgb, predicted_rgb)
-    summary = metrics.summarize(per_image)
-    summary["loss"] = float(np.mean(np.square(predicted_ab - truth_ab)))
-    return per_image, summary
-
-
-def _row(name, summary, train_loss, **extra) -> dict:
-    return {
-        "run": name, **extra,
-        "train loss": train_loss,
-        "held-out loss": summary["loss"],
-        "PSNR (dB)": summary["psnr"],
-        "SSIM": summary["ssim"],
-        "colourfulness": summary["colourfulness"],
-        "colourfulness gap": summary["colourfulness_gap"],
-        "mean chroma": summary["chroma"],
-        "mean hue (deg)": summary["hue"],
-        "measured": metrics.describe_colour(summary),
-    }
 
 
 @dataclass
@@ -144,10 +83,11 @@ def run_table1(data: PortraitData, run_root, base: TrainConfig, batch_scale: flo
     def add(name, predicted, train_loss, **extra):
         images, summary = measure(data, indices, predicted)
         predictions[name], per_image[name] = predicted, images
-        rows.append(_row(name, summary, train_loss, **extra))
+        rows.append(summary_row(summary, run=name, **extra, **{"train loss": train_loss}))
 
-    for name, (predicted, constant) in baseline_predictions(data, indices,
-                                                            train_indices).items():
+    train_mean = mean_ab(data, train_indices)
+    for name, (predicted, constant) in baselines(len(indices), data.image_size,
+                                                 train_mean).items():
         add(f"baseline: {name}", predicted, constant_loss(data, train_indices, constant),
             batch="-", steps="-", epochs="-", updates=0,
             **{"batch as run": "no training", "report": "-", "seconds": 0.0})
@@ -176,24 +116,13 @@ TABLE_COLUMNS = ("run", "batch as run", "updates", "train loss", "held-out loss"
                  "measured", "report")
 
 
-def _format(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 1 else f"{value:.2f}"
-    return str(value)
-
-
-def table_markdown(rows, columns=TABLE_COLUMNS) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_format(row.get(c, "")) for c in columns) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def write_table(rows, path_stem, note: str = "") -> tuple[Path, Path]:
     """``path_stem``.md (with ``note`` under the table) and ``path_stem``.csv (every column)."""
     path_stem = Path(path_stem)
     path_stem.parent.mkdir(parents=True, exist_ok=True)
     markdown = path_stem.with_suffix(".md")
-    markdown.write_text(table_markdown(rows) + ("\n\n" + note if note else "") + "\n")
+    text = table_markdown(rows, TABLE_COLUMNS) + ("\n\n" + note if note else "")
+    markdown.write_text(text + "\n")
     table = path_stem.with_suffix(".csv")
     columns = list(dict.fromkeys(key for row in rows for key in row))
     with table.open("w", newline="") as handle:
@@ -201,19 +130,3 @@ def write_table(rows, path_stem, note: str = "") -> tuple[Path, Path]:
         writer.writeheader()
         writer.writerows(rows)
     return markdown, table
-
-
-class HeldOutMetrics(keras.callbacks.Callback):
-    """Adds held-out PSNR, SSIM, colourfulness and chroma to each epoch's logs."""
-
-    def __init__(self, data: PortraitData, indices):
-        super().__init__()
-        self.data, self.indices = data, np.asarray(indices)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is None:
-            return
-        _, summary = measure(self.data, self.indices,
-                             predict_ab(self.model, self.data, self.indices))
-        for key in ("psnr", "ssim", "colourfulness", "colourfulness_gap", "chroma", "hue"):
-            logs[f"val_{key}"] = summary[key]

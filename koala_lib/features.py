@@ -20,11 +20,11 @@ The classifier sees what the colorizer sees: the image's lightness only. L is tu
 the gray sRGB image it stands for (a = b = 0), replicated to 3 channels, resized to the
 extractor's input and normalised the way its weights expect.
 
-Cost, measured by ``benchmarks/embeddings.py`` on the 2-core CPU machine (TensorFlow 2.21):
-MobileNetV2 embeds 29.4 images/s, Inception-ResNet-v2 5.3 images/s (5.5x slower).
+Their cost (images embedded a second) is measured by ``benchmarks/embeddings.py``.
 
-Default ``auto``: Inception-ResNet-v2 with ImageNet weights when they are cached or can be
-downloaded, otherwise MobileNetV2 with the offline torchvision weights. One line says which.
+Which extractor a run uses is chosen by its profile (:mod:`koala_lib.course`) and said in
+one line; nothing here probes the network. Keras' ImageNet weights download on first use:
+offline, that fails with a message naming the offline choice.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from keras import layers
 from skimage.transform import resize
 
 from koala_lib import color
-from koala_lib.outputs import cache_dir
+from koala_lib.environment import cache_dir
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # torchvision normalisation
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -302,35 +302,22 @@ class FeatureExtractor:
         ]
 
 
-def inception_weights_available() -> bool:
-    """True when Keras' ImageNet Inception-ResNet-v2 file is cached or can be downloaded."""
-    cached = Path(keras.config.keras_home() if hasattr(keras.config, "keras_home") else
-                  Path.home() / ".keras") / "models" / KERAS_INCEPTION_FILE
-    if cached.is_file():
-        return True
-    import socket
-
+def load_extractor(name: str = "mobilenet_v2", weights="auto",
+                   verbose: bool = True) -> FeatureExtractor:
+    """Build an extractor; ``weights="auto"``: torchvision's for MobileNetV2 (offline),
+    Keras' ImageNet weights for Inception-ResNet-v2 (downloaded once)."""
+    if weights == "auto":
+        weights = "torchvision" if name == "mobilenet_v2" else "imagenet"
     try:
-        socket.create_connection(("storage.googleapis.com", 443), timeout=3).close()
-        return True
-    except OSError:
-        return False
-
-
-def load_extractor(name: str = "auto", weights="auto", verbose: bool = True) -> FeatureExtractor:
-    """Pick and build an extractor; ``auto`` prefers the paper's, else the offline one."""
-    if name == "auto":
-        if inception_weights_available():
-            name, weights = "inception_resnet_v2", "imagenet" if weights == "auto" else weights
-            reason = "ImageNet weights cached or downloadable"
-        else:
-            name, weights = "mobilenet_v2", "torchvision" if weights == "auto" else weights
-            reason = "no Inception-ResNet-v2 weights offline; torchvision's ImageNet weights"
-    else:
-        if weights == "auto":
-            weights = "torchvision" if name == "mobilenet_v2" else "imagenet"
-        reason = "as asked"
-    extractor = FeatureExtractor(name, weights)
+        extractor = FeatureExtractor(name, weights)
+    except Exception as error:  # Keras' get_file raises a bare Exception when offline
+        if weights != "imagenet" or not ("URL fetch failure" in str(error)
+                                         or isinstance(error, OSError)):
+            raise
+        raise ConnectionError(
+            f"could not download Keras' ImageNet weights for {name} ({error}). Offline? Use "
+            f"the offline extractor instead: EXTRACTOR = \"mobilenet_v2\" (torchvision's "
+            f"ImageNet weights), or put {KERAS_INCEPTION_FILE} in ~/.keras/models.") from error
     if verbose:
-        print(f"Feature extractor: {name} ({extractor.weights_name} weights; {reason})")
+        print(f"Feature extractor: {name} ({extractor.weights_name} weights)")
     return extractor

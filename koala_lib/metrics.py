@@ -1,7 +1,7 @@
 """Measured outcomes for colorizations: what the report judged by eye, as numbers.
 
 Protocol (stated with every table that uses it): images are compared as 8-bit sRGB at the
-size the model sees (the prepared square, :mod:`koala_lib.prepare`), the prediction built
+size the model sees (the prepared square, :mod:`koala_lib.data.prepare`), the prediction built
 from the image's own stored L and the predicted a,b.
 
 * **PSNR** (dB) on 8-bit RGB, ``skimage.metrics.peak_signal_noise_ratio``, data range 255.

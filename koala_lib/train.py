@@ -7,7 +7,7 @@
   recovers; clipping the gradient norm at 1 made every measured run converge (notebook 05).
   ``clipnorm=None`` gives the report's plain Adam.
 * **Cached embeddings**: the frozen classifier runs once per image before training
-  (:class:`koala_lib.cache.EmbeddingCache`); each step sees (L, embedding) -> a,b only.
+  (:class:`koala_lib.data.cache.EmbeddingCache`); each step sees (L, embedding) -> a,b only.
 * **Precision** ``auto``: mixed bfloat16 on GPUs that have it (compute capability 8.0+:
   A100, L4, H100), mixed float16 with loss scaling on older ones (Colab's T4), float32 on
   CPUs. The network's last convolution stays float32 either way (:mod:`koala_lib.model`).
@@ -46,135 +46,27 @@ import keras
 import numpy as np
 
 from koala_lib import color
-from koala_lib.feeder import ColorizationFeeder, FeederEpoch
+from koala_lib.data.feeder import ColorizationFeeder, FeederEpoch
+from koala_lib.data.portraits import PortraitData
+from koala_lib.environment import current as current_environment
+from koala_lib.environment import visible_gpus
 from koala_lib.losses import report_mse
-from koala_lib.model import build_colorizer, check_image_size
-from koala_lib.profiles import visible_gpus
+from koala_lib.model import build_colorizer
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STATE_FILE = "state.json"
 
-# Sizes of the three profiles. ``images``: how many portraits (None: all of them).
-PROFILE_SETTINGS = {
-    # Seconds on 2 CPU cores: a real portrait set, tiny images.
-    "ci": {"image_size": 32, "images": 240, "batch_size": 16, "epochs": 3},
-    # A few minutes on 2 CPU cores: every portrait at 64x64.
-    "cpu": {"image_size": 64, "images": None, "batch_size": 32, "epochs": 3},
-    # The real run: every portrait at the paper's 224x224, until the held-out loss flattens.
-    "gpu": {"image_size": 224, "images": None, "batch_size": 32, "epochs": 30},
-}
-
 __all__ = [
-    "PROFILE_SETTINGS",
     "ColorizationSnapshots",
-    "PortraitData",
     "TrainConfig",
     "TrainResult",
-    "config_for_profile",
+    "compile_colorizer",
     "distribution_scope",
-    "load_portraits",
     "micro_batching",
     "precision_policy",
     "resolve_precision",
     "train",
 ]
-
-
-# --- the data ------------------------------------------------------------------------------
-
-
-@dataclass
-class PortraitData:
-    """Prepared portraits, their cached embeddings and the split by person."""
-
-    folder: Path
-    prepared: object  # koala_lib.prepare.PreparedSet
-    embeddings: np.ndarray  # (N, D) float32
-    splits: dict[str, np.ndarray]  # split name -> indices into ``prepared``
-    sources: np.ndarray  # (N,) the top-level folder of each image ("us_congress", ...)
-    extractor: dict[str, str]  # name, weights, fingerprint
-
-    @property
-    def image_size(self) -> int:
-        return self.prepared.size
-
-    def indices(self, split: str, source: str | None = None) -> np.ndarray:
-        chosen = self.splits[split]
-        return chosen if source is None else chosen[self.sources[chosen] == source]
-
-    def fingerprint(self) -> str:
-        """Identifies the images, their order and the embeddings' extractor."""
-        digest = hashlib.sha256(json.dumps(
-            [self.prepared.size, list(self.prepared.names), self.extractor["fingerprint"]]
-        ).encode())
-        return digest.hexdigest()[:20]
-
-    def describe(self) -> str:
-        sizes = ", ".join(f"{name} {len(idx)}" for name, idx in self.splits.items())
-        names, counts = np.unique(self.sources, return_counts=True)
-        by_source = ", ".join(f"{s} {n}" for s, n in zip(names, counts, strict=True))
-        return (f"{len(self.prepared)} portraits at {self.image_size}x{self.image_size} "
-                f"({by_source}); split by person: {sizes}; embeddings: "
-                f"{self.extractor['name']} ({self.extractor['weights']})")
-
-
-def load_portraits(folder=None, image_size: int = 224, images: int | None = None,
-                   extractor="auto", seed: int = 0, fractions=(0.8, 0.1, 0.1),
-                   progress: bool = True) -> PortraitData:
-    """Clean, split by person, prepare and embed a portrait folder (each step cached).
-
-    ``folder`` defaults to ``KOALA_DATA_DIR`` or the downloaded set; ``images`` takes a
-    seeded random sample of the colour files first (None: all). ``extractor`` is a name
-    for :func:`koala_lib.features.load_extractor` or a ready ``FeatureExtractor``.
-    """
-    from koala_lib import data
-    from koala_lib.cache import EmbeddingCache
-    from koala_lib.cleaning import clean
-    from koala_lib.features import FeatureExtractor, load_extractor
-    from koala_lib.prepare import prepare
-    from koala_lib.split import person_ids, split_by_person
-
-    folder = Path(folder) if folder else data.portrait_dir()
-    if folder is None:  # nothing local: fetch the public portraits once (Colab has internet)
-        from koala_lib.download import download_portraits
-        from koala_lib.outputs import cache_dir
-
-        try:
-            download_portraits(cache_dir("portraits"), progress=progress)
-        except ConnectionError as error:
-            raise FileNotFoundError(
-                f"no portrait folder: set KOALA_DATA_DIR to a folder of colour portraits "
-                f"({error})") from error
-        folder = data.portrait_dir()
-    if not folder.is_dir():
-        raise FileNotFoundError(f"portrait folder {folder} does not exist.")
-    check_image_size(image_size)
-    files = data.list_images(folder, colour_only=True)
-    if not files:
-        raise ValueError(f"no image files in {folder}.")
-    if images is not None and images < len(files):
-        rng = np.random.default_rng(seed)
-        files = sorted(rng.choice(np.array(files, dtype=object), images, replace=False))
-    report = clean(files, progress=progress)
-    if len(report.kept) < 3:
-        raise ValueError(f"only {len(report.kept)} usable colour images in {folder}: need at "
-                         f"least 3 (one per split).\n{report.table()}")
-    people = person_ids(report.kept, folder)
-    split_paths = split_by_person(report.kept, people, fractions=tuple(fractions), seed=seed,
-                                  verbose=progress)
-    prepared = prepare(report.kept, image_size, root=folder, progress=progress)
-    position = {name: i for i, name in enumerate(prepared.names)}
-    splits = {name: np.array(sorted(position[p.relative_to(folder).as_posix()] for p in paths),
-                             dtype=np.int64)
-              for name, paths in split_paths.items()}
-    sources = np.array([name.split("/")[0] if "/" in name else "." for name in prepared.names])
-    if not isinstance(extractor, FeatureExtractor):
-        extractor = load_extractor(extractor, verbose=progress)
-    embeddings = EmbeddingCache().embeddings(
-        extractor, prepared.lightness(np.arange(len(prepared))), verbose=int(progress))
-    return PortraitData(folder, prepared, embeddings, splits, sources,
-                        {"name": extractor.name, "weights": extractor.weights_name,
-                         "fingerprint": extractor.fingerprint})
 
 
 # --- settings ------------------------------------------------------------------------------
@@ -195,13 +87,6 @@ class TrainConfig:
     seed: int = 42
     standardize_embedding: bool = True
     snapshot_images: int = 6  # validation colorizations saved each epoch (0: none)
-
-
-def config_for_profile(profile: str, **overrides) -> TrainConfig:
-    settings = PROFILE_SETTINGS[profile]
-    values = {"image_size": settings["image_size"], "batch_size": settings["batch_size"],
-              "epochs": settings["epochs"]}
-    return TrainConfig(**{**values, **overrides})
 
 
 def resolve_precision(precision: str = "auto") -> str:
@@ -419,7 +304,9 @@ class TrainResult:
         return float(np.median(values[1:] if len(values) > 1 else values))
 
 
-def _compile(model: keras.Model, config: TrainConfig, accumulation: int) -> None:
+def compile_colorizer(model: keras.Model, config: TrainConfig, accumulation: int = 1) -> None:
+    """The report's loss and Adam (clipped at ``config.clipnorm``), averaging the gradients
+    of ``accumulation`` micro-batches before each update."""
     optimizer = keras.optimizers.Adam(
         config.learning_rate, clipnorm=config.clipnorm,
         gradient_accumulation_steps=accumulation if accumulation > 1 else None)
@@ -488,7 +375,7 @@ def train(data: PortraitData, config: TrainConfig, run_dir, train_indices=None,
         else:
             model = build_colorizer(config.image_size, data.embeddings.shape[-1],
                                     standardize_embedding=config.standardize_embedding)
-            _compile(model, config, accumulation)
+            compile_colorizer(model, config, accumulation)
             resumed_from = None
             state = {"identity": identity, "epochs_done": 0, "checkpoint": None,
                      "history": [], "precision": precision}
@@ -534,6 +421,6 @@ def train(data: PortraitData, config: TrainConfig, run_dir, train_indices=None,
 
 
 def _interactive() -> bool:
-    """True in a notebook or terminal a person watches; False under papermill or CI."""
-    return not os.environ.get("CI") and os.environ.get("KOALA_PROFILE", "") != "ci"
+    """True in a notebook or terminal a person watches; False in CI or a ci-profile run."""
+    return not current_environment().batch_run
 

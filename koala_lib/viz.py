@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from koala_lib import color
-from koala_lib.outputs import figures_dir
+from koala_lib.environment import figures_dir
 
 # L used to render the a and b channels in colour: bright enough that hues are visible.
 CHANNEL_RENDER_L = 70.0

@@ -1,11 +1,21 @@
-"""Shared fixtures: the real portrait folder, and outputs kept out of tracked files."""
+"""Shared fixtures: the real portrait folder, test images, extractors, a small real data set,
+and outputs kept out of tracked files."""
 
 from __future__ import annotations
 
 import os
+import struct
+import zlib
+from dataclasses import replace
 from pathlib import Path
 
+import keras
+import numpy as np
 import pytest
+from PIL import Image
+
+from koala_lib import course, features
+from koala_lib.data import load_portraits
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_PORTRAITS = ROOT.parent / "shared" / "data" / "portraits"
@@ -32,3 +42,105 @@ def _outputs_in_tmp(tmp_path, monkeypatch):
     # Unit tests write figures and results into their own temporary folder.
     monkeypatch.setenv("KOALA_FIG_DIR", str(tmp_path / "figures"))
     monkeypatch.setenv("KOALA_BUILD_DIR", str(tmp_path / "build"))
+
+
+def photo_file(path, seed, height=90, width=70):
+    rng = np.random.default_rng(seed)
+    image = np.zeros((height, width, 3), np.uint8)
+    image[..., 0] = np.linspace(0, 255, width)[None, :]
+    image[..., 2] = np.linspace(255, 0, height)[:, None]
+    image[..., 1] = rng.integers(0, 255)
+    Image.fromarray(image).save(path)
+    return image
+
+
+def png16_rgb(path, rgb16):
+    """Write a 16-bit-per-channel RGB PNG by hand (Pillow cannot)."""
+    height, width, _ = rgb16.shape
+    rows = b"".join(b"\x00" + rgb16[row].astype(">u2").tobytes() for row in range(height))
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def colourful(height=96, width=80, seed=0):
+    rng = np.random.default_rng(seed)
+    image = np.zeros((height, width, 3), np.uint8)
+    image[: height // 2] = (200, 40, 40)
+    image[height // 2 :] = (30, 60, 190)
+    return np.clip(image + rng.integers(0, 20, image.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def messy_folder(tmp_path):
+    folder = tmp_path / "photos"
+    (folder / "nested").mkdir(parents=True)
+    colour = colourful()
+    Image.fromarray(colour).save(folder / "good.jpg", quality=95)
+    (folder / "good_copy.jpg").write_bytes((folder / "good.jpg").read_bytes())
+    Image.fromarray(colour).save(folder / "nested" / "good.png")
+    (folder / "notes.txt").write_text("not a photo")
+    good = (folder / "good.jpg").read_bytes()
+    (folder / "corrupt.jpg").write_bytes(good[: len(good) // 3])  # truncated JPEG
+    (folder / "empty.png").write_bytes(b"")
+    Image.fromarray(colour.mean(-1).astype(np.uint8), "L").save(folder / "gray.png")
+    Image.fromarray(np.repeat(colour.mean(-1, keepdims=True), 3, -1).astype(np.uint8)).save(
+        folder / "gray_as_rgb.jpg")
+    rgba = np.concatenate([colour, np.full((*colour.shape[:2], 1), 255, np.uint8)], -1)
+    rgba[:10, :, 3] = 0
+    Image.fromarray(rgba, "RGBA").save(folder / "rgba.png")
+    Image.fromarray(colour).convert("P").save(folder / "palette.png")
+    Image.fromarray(colour).convert("CMYK").save(folder / "cmyk.jpg")
+    png16_rgb(folder / "colour16.png", colour.astype(np.uint16) * 257)
+    Image.fromarray((colour.mean(-1) * 257).astype(np.uint16)).save(folder / "gray16.png")
+    Image.fromarray(colour[:10, :10]).save(folder / "tiny.png")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def mobilenet():
+    """torchvision's ImageNet MobileNetV2, converted (fetched and cached on first use)."""
+    return features.FeatureExtractor("mobilenet_v2", "torchvision")
+
+
+@pytest.fixture(scope="session")
+def random_mobilenet():
+    keras.utils.set_random_seed(0)
+    return features.FeatureExtractor("mobilenet_v2", None)
+
+
+@pytest.fixture(scope="session")
+def extractor(mobilenet):
+    return mobilenet
+
+
+@pytest.fixture(scope="session")
+def saved_model(tmp_path_factory, mobilenet):
+    """An untrained 32x32 colorizer saved with its metadata, on MobileNetV2 embeddings."""
+    from koala_lib.colorize import save_trained
+    from koala_lib.model import build_colorizer
+
+    keras.utils.set_random_seed(0)
+    path = tmp_path_factory.mktemp("model") / "colorizer.keras"
+    return save_trained(build_colorizer(32), path, mobilenet, image_size=32,
+                        data="a test model", metrics={"psnr": 20.0})
+
+
+CI = course.SETTINGS["ci"]
+
+
+@pytest.fixture(scope="session")
+def ci_data(portrait_folder, mobilenet):
+    """The ci profile's real portraits at 32x32 with MobileNetV2 embeddings."""
+    return load_portraits(mobilenet, portrait_folder, image_size=CI.image_size,
+                          images=CI.images, seed=0, progress=False)
+
+
+def small_config(**changes):
+    base = CI.train_config(epochs=3, snapshot_images=2)
+    return replace(base, **changes)

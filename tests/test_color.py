@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from koala_lib import color
-from koala_lib.data import list_images, load_rgb
+from koala_lib.data import list_images, read_rgb
 
 # Reference values for sRGB primaries under D65 (Bruce Lindbloom's calculator; the
 # same figures appear in every CIE Lab table).
@@ -114,7 +114,7 @@ def test_round_trips_on_real_portraits(portrait_folder):
     assert len(paths) >= 10
     worst_float, packed_means = 0, []
     for path in paths:
-        rgb = load_rgb(path)
+        rgb = read_rgb(path)
         lab = color.rgb_to_lab(rgb)
         # Float Lab keeps every bit of an 8-bit photo: back to uint8, nothing changed.
         back = color.to_uint8(color.lab_to_rgb(lab))

@@ -6,6 +6,7 @@ import hashlib
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -13,21 +14,9 @@ from skimage import data as skdata
 
 from koala_lib import color, colorize
 from koala_lib.__main__ import main
-from koala_lib.cleaning import read_rgb
-from koala_lib.features import FeatureExtractor, load_extractor
+from koala_lib.data.images import read_rgb
+from koala_lib.features import FeatureExtractor
 from koala_lib.model import build_colorizer
-
-
-@pytest.fixture(scope="module")
-def extractor():
-    return load_extractor("mobilenet_v2", verbose=False)  # offline torchvision weights
-
-
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory, extractor):
-    path = tmp_path_factory.mktemp("model") / "colorizer.keras"
-    return colorize.save_trained(build_colorizer(32), path, extractor, image_size=32,
-                                 data="a test model", metrics={"psnr": 20.0})
 
 
 def _digest(path):
@@ -77,7 +66,7 @@ def test_command_line_colorizes_a_mixed_folder(mixed_folder, saved_model, tmp_pa
         result = Image.open(out / f"{name}_colorized.png")
         assert result.size == Image.open(source).size, name
         assert result.mode == "RGB"
-        l_in = color.rgb_to_lab(read_rgb(source))[..., 0]
+        l_in = color.rgb_to_lab(read_rgb(source, keep_16bit=True))[..., 0]
         l_out = color.rgb_to_lab(np.asarray(result))[..., 0]
         error = np.abs(l_out - l_in)
         assert error.mean() < 0.3 and np.percentile(error, 99.9) < 1.0, (name, error.max())
@@ -120,6 +109,27 @@ def test_a_model_from_another_extractor_is_refused(saved_model, tmp_path):
     bare.write_bytes(saved_model.read_bytes())
     with pytest.raises(ValueError, match="has no bare.json"):
         colorize.load_trained(bare)
+
+
+def test_a_missing_model_names_the_file_notebook_06_saves(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"colorizer_<profile>\.keras"):
+        colorize.load_trained(tmp_path / "nothing.keras")
+
+
+def test_a_model_on_random_embeddings_reloads_only_with_its_own_extractor(random_mobilenet,
+                                                                         tmp_path):
+    path = colorize.save_trained(build_colorizer(32), tmp_path / "random.keras",
+                                 random_mobilenet, image_size=32)
+    with pytest.raises(ValueError, match="random weights .* cannot reproduce"):
+        colorize.load_trained(path)
+    trained, extractor = colorize.load_trained(path, extractor=random_mobilenet)
+    assert extractor is random_mobilenet and trained.image_size == 32
+    keras.utils.set_random_seed(1)
+    other = FeatureExtractor("mobilenet_v2", None)  # the same name, other random weights
+    with pytest.raises(ValueError, match="has other weights: random, fingerprint") as error:
+        colorize.load_trained(path, extractor=other)
+    assert random_mobilenet.fingerprint[:12] in str(error.value)
+    assert other.fingerprint[:12] in str(error.value)
 
 
 def test_trained_model_round_trip_and_any_size(saved_model, extractor):

@@ -104,20 +104,6 @@ def test_a_few_adam_steps_fit_one_image():
     assert losses[-1] < 0.7 * losses[0]
 
 
-def test_report_loss_is_keras_mse():
-    from koala_lib.losses import report_mse
-
-    rng = np.random.default_rng(6)
-    y_true = rng.uniform(-1, 1, (4, 16, 24, 2)).astype("float32")
-    y_pred = rng.uniform(-1, 1, (4, 16, 24, 2)).astype("float32")
-    pairs = zip(y_pred, y_true, strict=True)
-    by_hand = np.mean([np.sum((p - t) ** 2) / (2 * 16 * 24) for p, t in pairs])
-    ours = float(keras.ops.convert_to_numpy(report_mse(y_true, y_pred)))
-    keras_mse = float(keras.ops.convert_to_numpy(keras.losses.MeanSquaredError()(y_true, y_pred)))
-    assert ours == pytest.approx(by_hand, rel=1e-5)
-    assert ours == pytest.approx(keras_mse, rel=1e-5)
-
-
 def test_embedding_standardisation_is_parameter_free_and_can_be_turned_off():
     plain = model.build_colorizer((32, 32), standardize_embedding=False)
     assert plain.count_params() == model.build_colorizer((32, 32)).count_params()

@@ -11,31 +11,9 @@ from dataclasses import replace
 import keras
 import numpy as np
 import pytest
+from conftest import small_config
 
-from koala_lib import experiments, train
-from koala_lib.feeder import ColorizationFeeder
-
-SETTINGS = train.PROFILE_SETTINGS["ci"]
-
-
-@pytest.fixture(scope="module")
-def ci_data(portrait_folder):
-    return train.load_portraits(portrait_folder, image_size=SETTINGS["image_size"],
-                                images=SETTINGS["images"], seed=0, progress=False)
-
-
-def small_config(**changes):
-    base = train.config_for_profile("ci", epochs=3, snapshot_images=2)
-    return replace(base, **changes)
-
-
-def test_data_is_split_by_person_and_embedded(ci_data):
-    sizes = {name: len(indices) for name, indices in ci_data.splits.items()}
-    assert sum(sizes.values()) == len(ci_data.prepared) and min(sizes.values()) > 0
-    assert ci_data.embeddings.shape == (len(ci_data.prepared), 1000)
-    assert set(ci_data.sources) == {"uk_parliament", "us_congress"}
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        train.load_portraits(ci_data.folder / "no_such_folder", image_size=32)
+from koala_lib import train
 
 
 def test_ci_profile_lowers_the_held_out_loss(ci_data, tmp_path):
@@ -158,44 +136,6 @@ def test_mixed_precision_keeps_the_output_in_float32(ci_data, tmp_path):
     assert result.model.output.dtype == "float32"
     assert np.isfinite(result.history[-1]["loss"])
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
-
-
-def test_feeder_streams_batches_larger_than_the_set(ci_data):
-    indices = ci_data.indices("train")[:10]
-    feeder = ColorizationFeeder(ci_data.prepared, ci_data.embeddings, indices, batch_size=25,
-                                flip=True, seed=1, steps_per_epoch=2)
-    (lightness, embedding), ab = feeder[0]
-    assert lightness.shape[0] == 25 and len(feeder) == 2
-    rows = [np.flatnonzero((ci_data.embeddings[indices] == e).all(axis=1))[0] for e in embedding]
-    assert sorted(np.bincount(rows, minlength=10)) == [2] * 5 + [3] * 5  # 2.5 passes
-    feeder.epoch = 1
-    later = feeder[1]
-    fresh = ColorizationFeeder(ci_data.prepared, ci_data.embeddings, indices, batch_size=25,
-                               flip=True, seed=1, steps_per_epoch=2)
-    fresh.epoch = 1
-    np.testing.assert_array_equal(fresh[1][0][0], later[0][0])  # a function of (seed, epoch)
-
-
-def test_table1_runner_fills_every_column(ci_data, tmp_path):
-    base = small_config(snapshot_images=0)
-    runs = (experiments.Table1Run(1, 40, 2, 1), experiments.Table1Run(2, 4, 3, 2))
-    result = experiments.run_table1(ci_data, tmp_path, base, batch_scale=0.5,
-                                    max_micro_batch=8, runs=runs, verbose=0)
-    assert [row["run"] for row in result.rows] == [
-        "baseline: gray (a = b = 0)", "baseline: training mean a,b", "run 1: 40/2/1",
-        "run 2: 4/3/2"]
-    for row in result.rows:
-        for column in experiments.TABLE_COLUMNS:
-            assert row[column] not in (None, ""), (row["run"], column)
-            if isinstance(row[column], float):
-                assert np.isfinite(row[column]), (row["run"], column)
-    gray = result.rows[0]
-    assert gray["mean chroma"] < 0.5 and gray["measured"].startswith("grayish")
-    assert "20 (x0.5 of 40)" in result.rows[2]["batch as run"]
-    assert result.rows[2]["updates"] == 2 and result.rows[3]["updates"] == 6
-    markdown, table = experiments.write_table(result.rows, tmp_path / "table1")
-    assert len(markdown.read_text().splitlines()) == 2 + 4  # header, rule, four rows
-    assert len(table.read_text().splitlines()) == 1 + 4
 
 
 DATA_PARALLEL_SCRIPT = """

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from koala_lib.outputs import cache_dir
+from koala_lib.environment import cache_dir
 
 
 def embedding_key(extractor, lightness) -> str:

@@ -5,7 +5,7 @@ import pytest
 
 av = pytest.importorskip("av", reason="PyAV is not installed (pip install koala[video])")
 
-from koala_lib import video  # noqa: E402
+from koala_lib.data import video  # noqa: E402
 
 COLOURS = [(220, 30, 30), (30, 200, 30), (30, 30, 220), (220, 220, 30)]  # one per second
 

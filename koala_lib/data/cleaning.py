@@ -13,9 +13,7 @@
   under it: it holds no colour to learn from;
 * ``duplicate``: byte-for-byte the same file as one kept earlier.
 
-:func:`read_rgb` decodes what cameras and scanners produce: EXIF orientation, RGBA and
-palette transparency (composited on white), CMYK, and 8- or 16-bit grayscale and colour
-(Pillow reads 16-bit colour PNGs at 8 bits a channel: more than a colorizer needs).
+Files are decoded by :func:`koala_lib.data.images.read_rgb`.
 """
 
 from __future__ import annotations
@@ -26,11 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from koala_lib import color
+from koala_lib.data.images import is_image_file, read_rgb
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 REASONS = ("not an image", "unreadable", "too small", "grayscale", "duplicate")
 GRAY_SPREAD = 2.0
 MIN_SIDE = 64
@@ -60,30 +57,6 @@ class CleaningReport:
             example = f"  e.g. {items[0].path.name}: {items[0].detail}" if items else ""
             rows.append(f"{reason:>13}: {len(items)}{example}")
         return "\n".join(rows)
-
-
-def read_rgb(path) -> np.ndarray:
-    """Decode an image file to RGB: uint8, or uint16 for 16-bit files.
-
-    Raises ValueError (naming the file) for anything that is not a readable image.
-    """
-    path = Path(path)
-    try:
-        with Image.open(path) as image:
-            image.load()
-            image = ImageOps.exif_transpose(image)
-            mode = image.mode
-            if mode in ("I;16", "I;16B", "I;16L", "I"):
-                gray = np.asarray(image, dtype=np.uint32)
-                gray = np.clip(gray, 0, 65535).astype(np.uint16)
-                return np.repeat(gray[..., None], 3, axis=-1)
-            if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
-                rgba = image.convert("RGBA")
-                background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                image = Image.alpha_composite(background, rgba)
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise ValueError(f"cannot read {path.name}: {error}") from error
 
 
 def ab_spread(rgb) -> float:
@@ -116,11 +89,11 @@ def clean(source, min_side: int = MIN_SIDE, gray_spread: float = GRAY_SPREAD,
     seen: dict[str, Path] = {}
     files = list_files(source)
     for path in tqdm(files, desc="cleaning", unit="file", disable=not progress):
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
+        if not is_image_file(path):
             report.skipped.append(Skipped(path, "not an image", f"suffix {path.suffix or '-'}"))
             continue
         try:
-            rgb = read_rgb(path)
+            rgb = read_rgb(path, keep_16bit=True)
         except ValueError as error:
             report.skipped.append(Skipped(path, "unreadable", str(error)))
             continue

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from koala_lib import download
+from koala_lib.data import download
 
 
 def test_pinned_checksums_cover_both_sources():

@@ -53,7 +53,7 @@ class Entry:
 
 
 def pinned_entries(sources=tuple(SOURCES)) -> list[Entry]:
-    text = resources.files("koala_lib").joinpath("portrait_checksums.csv").read_text()
+    text = resources.files("koala_lib.data").joinpath("portrait_checksums.csv").read_text()
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
     return [Entry(**row) for row in csv.DictReader(lines) if row["source"] in sources]
 

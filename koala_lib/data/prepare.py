@@ -1,10 +1,7 @@
 """From image files to the arrays the network trains on, cached on disk.
 
-**Resize policy: crop a square, then resize.** Portraits are taller than wide (225x275,
-120x160); squashing them to a square distorts faces, and padding wastes pixels on a border
-the network would learn to colour. So the top square of a tall image is kept (the face sits
-in the upper part of a portrait), the centre square of a wide one, and the square is
-resized with Pillow (antialiased bilinear) to ``size`` x ``size``.
+Each image is decoded by :func:`koala_lib.data.images.read_rgb` and cut to a square by
+:func:`koala_lib.data.images.square_crop_resize` (the course's one crop policy).
 
 **Storage.** L is stored as uint8 (steps of 100/255) and a,b as int8: 3 bytes a pixel
 (:func:`koala_lib.color.pack_lab`, mean CIEDE2000 error under 0.5). The arrays live in
@@ -27,26 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from koala_lib import color
-from koala_lib.cleaning import read_rgb
-from koala_lib.outputs import cache_dir
+from koala_lib.data.images import CROP_POLICY, read_rgb, square_crop_resize
+from koala_lib.environment import cache_dir
 
-POLICY = "square crop (top of tall images, centre of wide ones), Pillow bilinear resize"
+POLICY = CROP_POLICY
 VERSION = 1
-
-
-def square_crop_resize(rgb: np.ndarray, size: int) -> np.ndarray:
-    """uint8, uint16 or float RGB -> uint8 RGB (size, size, 3) under the policy above."""
-    if rgb.dtype != np.uint8:
-        rgb = color.to_uint8(rgb)  # also checks the shape and range
-    height, width = rgb.shape[:2]
-    side = min(height, width)
-    top = 0 if height > width else (height - side) // 2
-    left = (width - side) // 2
-    image = Image.fromarray(rgb[top : top + side, left : left + side])
-    return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR))
 
 
 def _prepare_one(job: tuple[str, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -105,7 +89,7 @@ def prepare(paths, size: int = 224, root=None, workers: int | None = None,
             progress: bool = True, folder=None) -> PreparedSet:
     """Prepare (or reuse) the cached arrays for ``paths``, in that order.
 
-    ``paths`` should be files that :func:`koala_lib.cleaning.clean` kept. ``workers``
+    ``paths`` should be files that :func:`koala_lib.data.cleaning.clean` kept. ``workers``
     processes decode in parallel (default: one per CPU). ``root`` only shortens the names.
     """
     from tqdm.auto import tqdm

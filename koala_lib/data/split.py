@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from koala_lib.data import read_manifest
+from koala_lib.data.sources import read_manifest
 
 SPLITS = ("train", "val", "test")
 

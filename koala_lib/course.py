@@ -1,0 +1,289 @@
+"""Running the course: profiles and their sizes, the course's folders, recorded results.
+
+A notebook's ``parameters`` cell says ``PROFILE = "auto"``; :func:`setup` turns it into one
+of three profiles (:func:`resolve_profile`) and returns its :class:`CourseSettings`:
+
+* ``ci``  -- tiny and fast: the regression run in CI (``KOALA_PROFILE=ci``, or ``CI`` set);
+* ``cpu`` -- a small run that finishes in minutes on a laptop (no GPU visible);
+* ``gpu`` -- the real run (a GPU is visible).
+
+Every size any notebook uses is a field of :class:`CourseSettings`, so a profile makes a run
+small through its settings, never through ``if profile == ...`` in the teaching code. The
+feature extractor is part of the profile too, stated, not guessed from the network:
+MobileNetV2 with torchvision's ImageNet weights (offline) for ``ci`` and ``cpu``, the
+paper's Inception-ResNet-v2 with Keras' ImageNet weights (downloaded once) for ``gpu``.
+
+The folders (runs, models, results) live under :func:`koala_lib.environment.build_dir`;
+:func:`record_results` writes the numbers a notebook shows as JSON there, so that tests and
+readers can check them without parsing cell outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import warnings
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from koala_lib import environment
+
+PROFILES = ("ci", "cpu", "gpu")
+MODEL_PREFERENCE = ("gpu", "cpu", "ci")  # the default model: the best-trained one found
+
+
+# --- profiles ------------------------------------------------------------------------------
+
+
+def resolve_profile(profile: str = "auto") -> str:
+    """``auto`` -> ``ci`` | ``gpu`` | ``cpu``; an explicit profile is checked and returned.
+
+    Order: an explicit ``profile`` argument, then ``KOALA_PROFILE``, then ``CI``
+    (set by CI services), then whether a GPU is visible.
+    """
+    choice = str(profile).strip().lower()
+    if choice not in (*PROFILES, "auto"):
+        raise ValueError(f"unknown profile {profile!r}: use one of auto, {', '.join(PROFILES)}.")
+    if choice != "auto":
+        return choice
+    env = environment.current()
+    if env.profile and env.profile != "auto":
+        if env.profile not in PROFILES:
+            raise ValueError(
+                f"KOALA_PROFILE={env.profile!r} is not a profile: use one of {', '.join(PROFILES)}."
+            )
+        return env.profile
+    if env.ci:
+        return "ci"
+    return "gpu" if environment.visible_gpus() else "cpu"
+
+
+@dataclass(frozen=True)
+class CourseSettings:
+    """Every size the notebooks use, for one profile."""
+
+    profile: str
+    extractor: str  # the frozen classifier and its weights (notebooks 04-08)
+    extractor_weights: str
+    progress: bool  # progress bars (off where nobody watches)
+    widgets: bool  # interactive widgets (01's explorer)
+    # 01: portraits averaged for the dataset's mean a,b
+    mean_portraits: int
+    # 02: files cleaned (None: all) and the prepared size
+    clean_files: int | None
+    prepared_size: int
+    # 04: portraits embedded twice to time the embedding cache
+    cache_portraits: int
+    # 05: over-fitting one photo
+    overfit_size: int
+    overfit_steps: int
+    # 06 and 08: the course model
+    image_size: int
+    images: int | None  # portraits sampled (None: all)
+    batch_size: int
+    epochs: int
+    # 07: Table 1 and section 4.3
+    table1_image_size: int
+    batch_scale: float  # 1.0: the report's batches
+    curve_epochs: int
+    curve_batch_size: int
+    source_epochs: int
+    source_batch_size: int
+    overfit_one_steps: int
+    # 08: evaluation and your photos
+    black_and_white: int
+    best_and_worst: int
+    photo_step: int  # 1: your photo at full size; N: every Nth pixel (keeps files small)
+
+    def train_config(self, **overrides):
+        """The course model's :class:`koala_lib.train.TrainConfig`, with ``overrides``."""
+        from koala_lib.train import TrainConfig
+
+        values = {"image_size": self.image_size, "batch_size": self.batch_size,
+                  "epochs": self.epochs}
+        return TrainConfig(**{**values, **overrides})
+
+    def load_extractor(self, name: str = "profile", verbose: bool = True):
+        """The profile's extractor, or ``name`` ("mobilenet_v2", "inception_resnet_v2")."""
+        from koala_lib.features import load_extractor
+
+        if name == "profile":
+            return load_extractor(self.extractor, self.extractor_weights, verbose=verbose)
+        return load_extractor(name, verbose=verbose)
+
+    def describe(self) -> str:
+        return (f"profile {self.profile}: course model on {self.images or 'all'} portraits at "
+                f"{self.image_size}x{self.image_size}, {self.epochs} epochs of batch "
+                f"{self.batch_size}; extractor {self.extractor} ({self.extractor_weights})")
+
+
+SETTINGS = {
+    "ci": CourseSettings(
+        "ci", "mobilenet_v2", "torchvision", progress=False, widgets=False,
+        mean_portraits=48, clean_files=300, prepared_size=64, cache_portraits=16,
+        overfit_size=64, overfit_steps=120,
+        image_size=32, images=240, batch_size=16, epochs=3,
+        table1_image_size=32, batch_scale=0.05, curve_epochs=4, curve_batch_size=16,
+        source_epochs=2, source_batch_size=16, overfit_one_steps=60,
+        black_and_white=6, best_and_worst=2, photo_step=4),
+    "cpu": CourseSettings(
+        "cpu", "mobilenet_v2", "torchvision", progress=True, widgets=True,
+        mean_portraits=400, clean_files=None, prepared_size=224, cache_portraits=128,
+        overfit_size=128, overfit_steps=400,
+        image_size=64, images=None, batch_size=32, epochs=3,
+        table1_image_size=32, batch_scale=0.25, curve_epochs=15, curve_batch_size=32,
+        source_epochs=8, source_batch_size=16, overfit_one_steps=300,
+        black_and_white=60, best_and_worst=3, photo_step=1),
+    "gpu": CourseSettings(
+        "gpu", "inception_resnet_v2", "imagenet", progress=True, widgets=True,
+        mean_portraits=2168, clean_files=None, prepared_size=224, cache_portraits=512,
+        overfit_size=224, overfit_steps=1500,
+        image_size=224, images=None, batch_size=32, epochs=30,
+        table1_image_size=224, batch_scale=1.0, curve_epochs=30, curve_batch_size=32,
+        source_epochs=15, source_batch_size=16, overfit_one_steps=1000,
+        black_and_white=60, best_and_worst=3, photo_step=1),
+}
+
+
+def settings_for(profile: str = "auto") -> CourseSettings:
+    return SETTINGS[resolve_profile(profile)]
+
+
+def setup(profile: str = "auto") -> CourseSettings:
+    """The settings of ``profile`` (``auto`` resolved), printed with the environment."""
+    settings = settings_for(profile)
+    print(settings.describe())
+    print(environment.current().describe())
+    return settings
+
+
+def check_environment(min_keras: str = "3.5", gpu_needed: bool = True) -> dict[str, str]:
+    """Print versions, check Keras 3, and warn (not fail) when a GPU is needed but absent.
+
+    Notebooks that only look at data pass ``gpu_needed=False``: the backend is not
+    imported and no warning is given. Returns what it printed, as a dict.
+    """
+    info = {"python": platform.python_version(), **environment.package_versions()}
+    keras_version = info.get("keras", "not installed")
+    if keras_version == "not installed" or int(keras_version.split(".")[0]) < 3:
+        raise RuntimeError(
+            f"koala needs Keras 3 (found {keras_version}): pip install 'keras>={min_keras}'."
+        )
+    info["backend"] = environment.current().keras_backend
+    if gpu_needed:
+        backend_module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+        info.update(environment.package_versions(
+            (backend_module.get(info["backend"], info["backend"]),)))
+        gpus = environment.visible_gpus()
+        info["gpus"] = str(gpus)
+        if not gpus:
+            warnings.warn(
+                "No GPU visible: the notebook runs, but training will be slow. "
+                "On Colab: Runtime > Change runtime type > GPU.",
+                stacklevel=2,
+            )
+    else:
+        info["gpus"] = "not needed here"
+    print(" | ".join(f"{key} {value}" for key, value in info.items()))
+    return info
+
+
+# --- the course's folders and models -------------------------------------------------------
+
+
+def run_dir(profile: str, name: str = "06_training") -> Path:
+    """The run folder of a notebook's training (``name``) in ``profile``; the same name
+    resumes the run."""
+    return environment.build_dir() / "runs" / f"{name}_{profile}"
+
+
+def model_path(profile: str) -> Path:
+    """Where notebook 06 saves the model it trains in ``profile``."""
+    return environment.build_dir() / "models" / f"colorizer_{profile}.keras"
+
+
+def default_model_path() -> Path:
+    """The model of the most thorough profile trained so far (gpu, then cpu, then ci)."""
+    for profile in MODEL_PREFERENCE:
+        if model_path(profile).is_file():
+            return model_path(profile)
+    raise FileNotFoundError(
+        f"no trained model in {model_path('gpu').parent}: run notebook 06 (it saves "
+        f"colorizer_<profile>.keras there), or pass --model PATH.")
+
+
+def save_course_model(result, data, profile: str, **metadata) -> Path:
+    """Save a :class:`koala_lib.train.TrainResult` as the ``profile``'s course model, with
+    the training images' mean a,b (the mean-colour baseline of ``evaluate``)."""
+    from koala_lib.colorize import save_trained
+    from koala_lib.evaluate import mean_ab
+
+    last = result.history[-1]
+    return save_trained(result.model, model_path(profile), data.extractor, data.image_size,
+                        profile=profile, data=data.describe(), data_folder=str(data.folder),
+                        epochs=result.epochs_done, run_dir=str(result.run_dir),
+                        final_loss=last.get("loss"), final_val_loss=last.get("val_loss"),
+                        train_mean_ab=mean_ab(data, data.indices("train")), **metadata)
+
+
+def course_model(data, settings: CourseSettings, seed: int = 42, verbose="auto") -> Path:
+    """Notebook 06's model for ``settings``: the saved file, or trained now (resuming
+    notebook 06's run folder if it was started) and saved."""
+    from koala_lib.train import train
+
+    path = model_path(settings.profile)
+    if path.is_file():
+        return path
+    print(f"No {path.name} yet: training notebook 06's {settings.profile} run "
+          "(resumed if started).")
+    result = train(data, settings.train_config(seed=seed), run_dir(settings.profile),
+                   verbose=verbose)
+    return save_course_model(result, data, settings.profile)
+
+
+# --- recorded results ----------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars/arrays -> JSON-friendly Python values; NaN/inf -> None."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def record_results(name: str, **values: Any) -> Path:
+    """Merge ``values`` into ``<build>/results/<name>.json`` and return its path."""
+    path = environment.build_dir() / "results" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data.update(_plain(values))
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load_results(name: str) -> dict[str, Any]:
+    path = environment.build_dir() / "results" / f"{name}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no recorded results at {path}: run the notebook first.")
+    return json.loads(path.read_text())
+
+
+def settings_table() -> str:
+    """Every setting of every profile, as a Markdown table (for the README)."""
+    names = [field.name for field in fields(CourseSettings)]
+    lines = ["| setting | " + " | ".join(PROFILES) + " |", "|---|" + "---|" * len(PROFILES)]
+    lines += [f"| {name} | " + " | ".join(str(getattr(SETTINGS[p], name)) for p in PROFILES)
+              + " |" for name in names[1:]]
+    return "\n".join(lines)

@@ -1,0 +1,106 @@
+"""The training data in one object: cleaned, split by person, prepared and embedded.
+
+:func:`load_portraits` chains the data package's steps, each cached: clean
+(:mod:`~koala_lib.data.cleaning`), split by person (:mod:`~koala_lib.data.split`), prepare
+(:mod:`~koala_lib.data.prepare`) and embed with the frozen classifier
+(:mod:`~koala_lib.data.cache`). The extractor is passed in, built by
+:func:`koala_lib.features.load_extractor`: any object with ``name``, ``weights_name``,
+``fingerprint`` and ``embed(lightness)`` will do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from koala_lib.data.cache import EmbeddingCache
+from koala_lib.data.cleaning import clean
+from koala_lib.data.prepare import PreparedSet, prepare
+from koala_lib.data.sources import list_images, portrait_dir
+from koala_lib.data.split import person_ids, split_by_person
+
+
+def extractor_description(extractor) -> dict[str, str]:
+    """What identifies the embeddings: the extractor's name, weights and fingerprint."""
+    return {"name": extractor.name, "weights": extractor.weights_name,
+            "fingerprint": extractor.fingerprint}
+
+
+@dataclass
+class PortraitData:
+    """Prepared portraits, their cached embeddings and the split by person."""
+
+    folder: Path
+    prepared: PreparedSet
+    embeddings: np.ndarray  # (N, D) float32
+    splits: dict[str, np.ndarray]  # split name -> indices into ``prepared``
+    sources: np.ndarray  # (N,) the top-level folder of each image ("us_congress", ...)
+    extractor: dict[str, str]  # name, weights, fingerprint
+
+    @property
+    def image_size(self) -> int:
+        return self.prepared.size
+
+    def indices(self, split: str, source: str | None = None) -> np.ndarray:
+        chosen = self.splits[split]
+        return chosen if source is None else chosen[self.sources[chosen] == source]
+
+    def fingerprint(self) -> str:
+        """Identifies the images, their order and the embeddings' extractor."""
+        digest = hashlib.sha256(json.dumps(
+            [self.prepared.size, list(self.prepared.names), self.extractor["fingerprint"]]
+        ).encode())
+        return digest.hexdigest()[:20]
+
+    def describe(self) -> str:
+        sizes = ", ".join(f"{name} {len(idx)}" for name, idx in self.splits.items())
+        names, counts = np.unique(self.sources, return_counts=True)
+        by_source = ", ".join(f"{s} {n}" for s, n in zip(names, counts, strict=True))
+        return (f"{len(self.prepared)} portraits at {self.image_size}x{self.image_size} "
+                f"({by_source}); split by person: {sizes}; embeddings: "
+                f"{self.extractor['name']} ({self.extractor['weights']})")
+
+
+def embed_prepared(prepared: PreparedSet, extractor, progress: bool = True) -> np.ndarray:
+    """Embeddings of every prepared image, from its stored L (cached on disk)."""
+    return EmbeddingCache().embeddings(extractor, prepared.lightness(np.arange(len(prepared))),
+                                       verbose=int(progress))
+
+
+def load_portraits(extractor, folder=None, image_size: int = 224, images: int | None = None,
+                   seed: int = 0, fractions=(0.8, 0.1, 0.1), progress: bool = True
+                   ) -> PortraitData:
+    """Clean, split by person, prepare and embed a portrait folder (each step cached).
+
+    ``folder`` defaults to :func:`~koala_lib.data.sources.portrait_dir` (downloading the
+    public portraits when nothing is local); ``images`` takes a seeded random sample of the
+    colour files first (None: all of them).
+    """
+    folder = Path(folder) if folder else portrait_dir(download=True, progress=progress)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"portrait folder {folder} does not exist.")
+    files = list_images(folder, colour_only=True)
+    if not files:
+        raise ValueError(f"no image files in {folder}.")
+    if images is not None and images < len(files):
+        rng = np.random.default_rng(seed)
+        files = sorted(rng.choice(np.array(files, dtype=object), images, replace=False))
+    report = clean(files, progress=progress)
+    if len(report.kept) < 3:
+        raise ValueError(f"only {len(report.kept)} usable colour images in {folder}: need at "
+                         f"least 3 (one per split).\n{report.table()}")
+    people = person_ids(report.kept, folder)
+    split_paths = split_by_person(report.kept, people, fractions=tuple(fractions), seed=seed,
+                                  verbose=progress)
+    prepared = prepare(report.kept, image_size, root=folder, progress=progress)
+    position = {name: i for i, name in enumerate(prepared.names)}
+    splits = {name: np.array(sorted(position[p.relative_to(folder).as_posix()] for p in paths),
+                             dtype=np.int64)
+              for name, paths in split_paths.items()}
+    sources = np.array([name.split("/")[0] if "/" in name else "." for name in prepared.names])
+    return PortraitData(folder, prepared, embed_prepared(prepared, extractor, progress), splits,
+                        sources, extractor_description(extractor))

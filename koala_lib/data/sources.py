@@ -1,0 +1,130 @@
+"""Where the portraits come from: the one place that decides.
+
+Source order, the same in every notebook (:func:`portrait_dir`):
+
+1. ``KOALA_DATA_DIR``: a local folder of portraits (here and in CI:
+   ``../shared/data/portraits``, with ``manifest.csv``);
+2. the public portraits downloaded earlier into ``<cache>/portraits``
+   (:mod:`koala_lib.data.download`);
+3. with ``download=True``: that download, now (Colab has the internet). Offline it fails
+   with :class:`NoPortraitsError`, whose message names ``KOALA_DATA_DIR`` as the fix.
+
+:func:`sample_portrait` falls back to ``skimage.data.astronaut()`` (a public-domain portrait
+shipped with scikit-image) when no folder exists, so the early notebooks run with no data at
+all; it prints one line naming the source it used.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from koala_lib import environment
+from koala_lib.data.images import is_image_file, read_rgb
+
+
+class NoPortraitsError(FileNotFoundError):
+    """No portrait folder is set, downloaded, or can be downloaded."""
+
+
+@dataclass(frozen=True)
+class Portrait:
+    rgb: np.ndarray  # uint8 (H, W, 3)
+    name: str
+    source: str
+    license: str
+
+
+def downloaded_dir() -> Path | None:
+    """The folder of downloaded public portraits, if a download has finished there."""
+    folder = environment.cache_dir("portraits")
+    return folder if (folder / "manifest.csv").is_file() else None
+
+
+def portrait_dir(download: bool = False, progress: bool = True) -> Path | None:
+    """The portrait folder in the source order above; None when there is none and
+    ``download`` is False. A wrong ``KOALA_DATA_DIR`` is a FileNotFoundError."""
+    folder = environment.data_dir() or downloaded_dir()
+    if folder is not None or not download:
+        return folder
+    from koala_lib.data.download import download_portraits
+
+    try:
+        download_portraits(environment.cache_dir("portraits"), progress=progress)
+    except ConnectionError as error:
+        raise NoPortraitsError(f"no portrait folder, and {error}") from error
+    return downloaded_dir()
+
+
+def describe_source(folder: Path) -> str:
+    return (f"KOALA_DATA_DIR ({folder})" if folder == environment.data_dir()
+            else f"the download ({folder})")
+
+
+def read_manifest(folder: Path) -> list[dict[str, str]]:
+    """Rows of ``manifest.csv`` (path, person_id, license, ...), or [] when there is none."""
+    path = Path(folder) / "manifest.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def list_images(folder: Path, colour_only: bool = True) -> list[Path]:
+    """Image files under ``folder``, sorted. With a manifest and ``colour_only``, RGB rows only."""
+    folder = Path(folder)
+    rows = read_manifest(folder)
+    if rows:
+        return [folder / row["path"] for row in rows
+                if not colour_only or row.get("mode", "RGB").upper() == "RGB"]
+    return sorted(path for path in folder.rglob("*") if is_image_file(path) and path.is_file())
+
+
+def _images_in(folder: Path) -> list[Path]:
+    images = list_images(folder)
+    if not images:
+        raise FileNotFoundError(f"{folder} holds no images.")
+    return images
+
+
+def sample_portrait(name: str | None = None, verbose: bool = True) -> Portrait:
+    """One real portrait for the notebooks, from the first source that has one.
+
+    ``name`` is a path relative to the portrait folder (e.g. ``us_congress/A000014.jpg``);
+    when it is None or missing there, the first colour portrait is used.
+    """
+    folder = portrait_dir()
+    if folder is not None:
+        images = _images_in(folder)
+        path = folder / name if name and (folder / name).is_file() else images[0]
+        licences = {row["path"]: row.get("license", "") for row in read_manifest(folder)}
+        relative = path.relative_to(folder).as_posix()
+        portrait = Portrait(read_rgb(path), relative, describe_source(folder),
+                            licences.get(relative, ""))
+    else:
+        from skimage import data as skdata
+
+        portrait = Portrait(skdata.astronaut(), "astronaut",
+                            "scikit-image sample (set KOALA_DATA_DIR for the portrait dataset)",
+                            "public domain (NASA)")
+    if verbose:
+        print(f"Portrait: {portrait.name} from {portrait.source}")
+    return portrait
+
+
+def sample_portraits(count: int, seed: int = 0, verbose: bool = True) -> list[Portrait]:
+    """``count`` colour portraits drawn without replacement (fewer if fewer exist)."""
+    folder = portrait_dir()
+    if folder is None:
+        return [sample_portrait(verbose=verbose)]
+    images = _images_in(folder)
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(images), size=min(count, len(images)), replace=False)
+    portraits = [Portrait(read_rgb(images[i]), images[i].relative_to(folder).as_posix(),
+                          str(folder), "") for i in sorted(chosen)]
+    if verbose:
+        print(f"{len(portraits)} portraits from {describe_source(folder)}")
+    return portraits

@@ -1,0 +1,154 @@
+"""The machine the course runs on: its environment variables, folders and GPUs.
+
+This is the one module that reads environment variables; everything else asks it.
+
+===================  ==========================================================================
+variable             meaning
+===================  ==========================================================================
+``KOALA_DATA_DIR``   a local folder of portraits (here and in CI ``../shared/data/portraits``)
+``KOALA_CACHE_DIR``  slow-to-make, safe-to-reuse files (weights, prepared arrays, embeddings);
+                     default ``~/.cache/koala``
+``KOALA_BUILD_DIR``  runs, models, executed notebooks and recorded results; default
+                     ``<project>/build``
+``KOALA_FIG_DIR``    saved figures; default ``<project>/figures`` (tests point it under build/)
+``KOALA_PROFILE``    ``ci``, ``cpu`` or ``gpu``: overrides a notebook's ``auto`` profile
+``CI``               set by CI services: ``auto`` means ``ci`` (unless it is 0/false/no/off)
+``KERAS_BACKEND``    ``tensorflow`` (default), ``jax`` or ``torch``
+===================  ==========================================================================
+
+``<project>`` is the nearest folder above the working directory that holds
+``pyproject.toml`` and ``koala_lib/``; on Colab (no checkout) it is the working directory.
+The variables are read at each call (cheap), so a notebook or test that sets one sees it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+VARIABLES = ("KOALA_DATA_DIR", "KOALA_CACHE_DIR", "KOALA_BUILD_DIR", "KOALA_FIG_DIR",
+             "KOALA_PROFILE", "CI", "KERAS_BACKEND")
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Environment:
+    """The variables above as they are set now ("" where unset)."""
+
+    data_dir: str
+    cache_dir: str
+    build_dir: str
+    fig_dir: str
+    profile: str
+    ci: bool
+    keras_backend: str
+
+    @property
+    def batch_run(self) -> bool:
+        """True in CI or a ``ci``-profile run: nobody watches, so no progress bars."""
+        return self.ci or self.profile == "ci"
+
+    def describe(self) -> str:
+        """One line: every variable that is set, with its value."""
+        values = {name: os.environ.get(name, "") for name in VARIABLES}
+        shown = [f"{name}={value}" for name, value in values.items() if value]
+        return "environment: " + (", ".join(shown) if shown else "no KOALA_* variables set")
+
+
+def current() -> Environment:
+    get = os.environ.get
+    return Environment(
+        data_dir=get("KOALA_DATA_DIR", "").strip(),
+        cache_dir=get("KOALA_CACHE_DIR", "").strip(),
+        build_dir=get("KOALA_BUILD_DIR", "").strip(),
+        fig_dir=get("KOALA_FIG_DIR", "").strip(),
+        profile=get("KOALA_PROFILE", "").strip().lower(),
+        ci=get("CI", "").strip().lower() not in _FALSE,
+        keras_backend=get("KERAS_BACKEND", "tensorflow").strip() or "tensorflow",
+    )
+
+
+# --- folders -----------------------------------------------------------------------------
+
+
+def project_root(start: str | os.PathLike | None = None) -> Path:
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "koala_lib").is_dir():
+            return folder
+    return here
+
+
+def figures_dir() -> Path:
+    folder = Path(current().fig_dir or project_root() / "figures")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def build_dir() -> Path:
+    folder = Path(current().build_dir or project_root() / "build")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def cache_dir(*parts: str) -> Path:
+    folder = Path(current().cache_dir or Path.home() / ".cache" / "koala").joinpath(*parts)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def data_dir() -> Path | None:
+    """The folder named by ``KOALA_DATA_DIR``; None when unset. A wrong path is an error."""
+    value = current().data_dir
+    if not value:
+        return None
+    folder = Path(value).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"KOALA_DATA_DIR={value!r} is not a folder. Point it at a folder of portraits "
+            f"(e.g. ../shared/data/portraits), or unset it to use the public download."
+        )
+    return folder
+
+
+# --- the software and the hardware ---------------------------------------------------------
+
+
+def in_colab() -> bool:
+    return "google.colab" in sys.modules
+
+
+def package_versions(names=("keras", "numpy", "scikit-image", "matplotlib")) -> dict[str, str]:
+    """Installed versions from package metadata: nothing is imported (TensorFlow is slow to)."""
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def visible_gpus() -> int:
+    """Number of GPUs the active Keras backend can use (0 when none, or on error)."""
+    backend = current().keras_backend
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return len(tf.config.list_physical_devices("GPU"))
+        if backend == "jax":
+            import jax
+
+            return sum(device.platform == "gpu" for device in jax.devices())
+        if backend == "torch":
+            import torch
+
+            return torch.cuda.device_count()
+    except Exception as error:  # a broken driver must not stop a CPU run
+        warnings.warn(f"could not query GPUs for backend {backend!r}: {error}", stacklevel=2)
+    return 0

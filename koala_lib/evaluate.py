@@ -1,0 +1,224 @@
+"""Evaluating colorizations: predictions, baselines and the metric table, in one place.
+
+Everything here measures under :data:`koala_lib.metrics.PROTOCOL`: the images are cut and
+stored exactly as for training (:mod:`koala_lib.data.prepare`: the square crop, L rounded to
+8 bits and a,b to integers), the prediction is that stored L plus the predicted a,b, and
+the metrics compare 8-bit sRGB images.
+
+* :func:`predict_ab` and :func:`measure`: a model's predictions for images of a
+  :class:`~koala_lib.data.PortraitData` and their metrics;
+* :func:`baselines`: what needs no training: gray (a = b = 0) and the training images'
+  mean a,b everywhere;
+* :func:`compare`: several predictions for the same images -> one table
+  (:func:`summary_row`, the one mapping from a metric summary to a table row);
+* :func:`load_folder` and :func:`evaluate_folder`: the same for any folder of colour photos
+  and a saved model, which ``python -m koala_lib evaluate`` prints;
+* :class:`HeldOutMetrics`: the held-out metrics after every training epoch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from koala_lib import color, metrics
+from koala_lib.data.cleaning import clean
+from koala_lib.data.portraits import PortraitData, embed_prepared, extractor_description
+from koala_lib.data.prepare import prepare
+
+GRAY = "gray (a = b = 0)"
+TRAIN_MEAN = "training mean a,b"
+TRAINED = "trained model"
+METRIC_COLUMNS = ("images", "held-out loss", "PSNR (dB)", "SSIM", "colourfulness",
+                  "colourfulness gap", "mean chroma", "mean hue (deg)", "measured")
+
+__all__ = [
+    "Comparison",
+    "HeldOutMetrics",
+    "baselines",
+    "compare",
+    "constant_loss",
+    "evaluate_folder",
+    "load_folder",
+    "mean_ab",
+    "measure",
+    "predict_ab",
+    "summary_row",
+    "table_markdown",
+]
+
+
+# --- predictions -------------------------------------------------------------------------
+
+
+def predict_ab(model: keras.Model, data: PortraitData, indices, batch_size: int = 64):
+    """Scaled a,b predicted for ``indices`` (N, S, S, 2) float32."""
+    outputs = []
+    for start in range(0, len(indices), batch_size):
+        chosen = np.asarray(indices[start : start + batch_size])
+        lightness, _ = data.prepared.model_arrays(chosen)
+        outputs.append(keras.ops.convert_to_numpy(
+            model([lightness, data.embeddings[chosen]], training=False)).astype(np.float32))
+    return np.concatenate(outputs)
+
+
+def _ab_batches(data: PortraitData, indices, size: int = 256):
+    for start in range(0, len(indices), size):
+        yield data.prepared.model_arrays(np.asarray(indices[start : start + size]))[1]
+
+
+def mean_ab(data: PortraitData, indices) -> np.ndarray:
+    """The mean scaled a,b over the pixels of ``indices`` (2,)."""
+    total = sum(ab.reshape(-1, 2).sum(axis=0, dtype=np.float64)
+                for ab in _ab_batches(data, indices))
+    return (total / (len(indices) * data.image_size ** 2)).astype(np.float32)
+
+
+def constant_loss(data: PortraitData, indices, value) -> float:
+    """The report's loss of predicting the constant scaled a,b ``value`` everywhere."""
+    value = np.asarray(value, np.float32)
+    total = sum(float(np.square(ab - value).sum(dtype=np.float64))
+                for ab in _ab_batches(data, indices))
+    return total / (len(indices) * data.image_size ** 2 * 2)
+
+
+def baselines(count: int, image_size: int, train_mean) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Predictions that need no training for ``count`` images: gray (a = b = 0) everywhere,
+    and the training mean scaled a,b everywhere. Returns {name: (scaled a,b, constant)}."""
+    shape = (count, image_size, image_size, 2)
+    constants = {GRAY: np.zeros(2, np.float32), TRAIN_MEAN: np.asarray(train_mean, np.float32)}
+    return {name: (np.broadcast_to(value, shape).copy(), value)
+            for name, value in constants.items()}
+
+
+# --- metrics and tables --------------------------------------------------------------------
+
+
+def measure(data: PortraitData, indices, predicted_ab) -> tuple[dict, dict]:
+    """(per-image metrics, summary with the loss) of predictions for ``indices``."""
+    lightness, truth_ab = data.prepared.model_arrays(np.asarray(indices))
+    truth_rgb = color.model_to_rgb(lightness, truth_ab)
+    predicted_rgb = color.model_to_rgb(lightness, predicted_ab)
+    per_image = metrics.evaluate(truth_rgb, predicted_rgb)
+    summary = metrics.summarize(per_image)
+    summary["loss"] = float(np.mean(np.square(predicted_ab - truth_ab)))
+    return per_image, summary
+
+
+def summary_row(summary: dict, **leading) -> dict:
+    """A table row: the ``leading`` columns (a name, settings...), then the metrics."""
+    return {
+        **leading,
+        "images": summary["images"],
+        "held-out loss": summary["loss"],
+        "PSNR (dB)": summary["psnr"],
+        "SSIM": summary["ssim"],
+        "colourfulness": summary["colourfulness"],
+        "colourfulness gap": summary["colourfulness_gap"],
+        "mean chroma": summary["chroma"],
+        "mean hue (deg)": summary["hue"],
+        "measured": metrics.describe_colour(summary),
+    }
+
+
+@dataclass
+class Comparison:
+    rows: list[dict]
+    per_image: dict[str, dict] = field(default_factory=dict)  # name -> metric arrays
+    summaries: dict[str, dict] = field(default_factory=dict)
+
+
+def compare(data: PortraitData, indices, predictions: dict) -> Comparison:
+    """Measure each of ``predictions`` ({name: scaled a,b for ``indices``}) on the same images."""
+    result = Comparison([])
+    for name, predicted in predictions.items():
+        result.per_image[name], result.summaries[name] = measure(data, indices, predicted)
+        result.rows.append(summary_row(result.summaries[name], prediction=name))
+    return result
+
+
+def _format(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1 else f"{value:.2f}"
+    return str(value)
+
+
+def table_markdown(rows, columns=None) -> str:
+    """A Markdown table of ``rows`` (dicts); ``columns`` defaults to the first row's keys."""
+    columns = tuple(columns or rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_format(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# --- any folder of colour photos -----------------------------------------------------------
+
+
+def load_folder(folder, extractor, image_size: int, progress: bool = True
+                ) -> tuple[PortraitData, list]:
+    """The colour photos of ``folder`` prepared as for training (one split, ``"all"``) and
+    embedded by ``extractor``; also the files skipped, with reasons.
+
+    A folder without a single colour photo is a ValueError that says what it held.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder.")
+    report = clean(folder, progress=progress)
+    if not report.kept:
+        raise ValueError(f"no colour images in {folder} to evaluate on: a colorizer is "
+                         f"measured against the true colours.\n{report.table()}")
+    prepared = prepare(report.kept, image_size, root=folder, progress=progress)
+    sources = np.array([name.split("/")[0] if "/" in name else "." for name in prepared.names])
+    data = PortraitData(folder, prepared, embed_prepared(prepared, extractor, progress),
+                        {"all": np.arange(len(prepared))}, sources,
+                        extractor_description(extractor))
+    return data, report.skipped
+
+
+def evaluate_folder(folder, trained, extractor, image_size: int | None = None,
+                    progress: bool = True) -> dict:
+    """The metric table of a saved model (a :class:`koala_lib.colorize.TrainedColorizer`)
+    against the gray and mean-a,b baselines on the colour photos of ``folder``.
+
+    The mean a,b is the model's training mean when its metadata records it (notebook 06
+    saves it), else the folder's own (said in the result's ``mean_ab_source``).
+    """
+    size = int(image_size or trained.image_size)
+    data, skipped = load_folder(folder, extractor, size, progress=progress)
+    indices = data.indices("all")
+    recorded = trained.metadata.get("train_mean_ab")
+    train_mean = np.asarray(recorded, np.float32) if recorded else mean_ab(data, indices)
+    predictions = {name: predicted for name, (predicted, _) in
+                   baselines(len(indices), size, train_mean).items()}
+    predictions[TRAINED] = predict_ab(trained.model, data, indices)
+    result = compare(data, indices, predictions)
+    return {
+        "folder": str(folder), "model": str(trained.path), "image_size": size,
+        "images": len(indices), "protocol": metrics.PROTOCOL,
+        "mean_ab_source": "the model's training images" if recorded else "this folder",
+        "skipped": [{"file": str(item.path), "reason": item.reason} for item in skipped],
+        "rows": result.rows,
+    }
+
+
+# --- during training -----------------------------------------------------------------------
+
+
+class HeldOutMetrics(keras.callbacks.Callback):
+    """Adds held-out PSNR, SSIM, colourfulness and chroma to each epoch's logs."""
+
+    def __init__(self, data: PortraitData, indices):
+        super().__init__()
+        self.data, self.indices = data, np.asarray(indices)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        _, summary = measure(self.data, self.indices,
+                             predict_ab(self.model, self.data, self.indices))
+        for key in ("psnr", "ssim", "colourfulness", "colourfulness_gap", "chroma", "hue"):
+            logs[f"val_{key}"] = summary[key]

@@ -1,0 +1,79 @@
+"""Profiles and their settings, the environment check, recorded results."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from koala_lib import course, environment
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("KOALA_PROFILE", raising=False)
+    monkeypatch.setattr(environment, "visible_gpus", lambda: 0)
+    return monkeypatch
+
+
+def test_explicit_profile_wins(clean_env):
+    clean_env.setenv("CI", "true")
+    clean_env.setenv("KOALA_PROFILE", "gpu")
+    assert course.resolve_profile("cpu") == "cpu"
+    assert course.resolve_profile(" CI ") == "ci"
+
+
+def test_auto_reads_koala_profile_then_ci_then_gpus(clean_env):
+    assert course.resolve_profile("auto") == "cpu"
+    clean_env.setattr(environment, "visible_gpus", lambda: 1)
+    assert course.resolve_profile("auto") == "gpu"
+    clean_env.setenv("CI", "true")
+    assert course.resolve_profile("auto") == "ci"
+    clean_env.setenv("KOALA_PROFILE", "cpu")
+    assert course.resolve_profile("auto") == "cpu"
+
+
+@pytest.mark.parametrize("value", ["", "0", "false", "False"])
+def test_ci_false_values_do_not_mean_ci(clean_env, value):
+    clean_env.setenv("CI", value)
+    assert course.resolve_profile() == "cpu"
+
+
+def test_unknown_profiles_are_refused(clean_env):
+    with pytest.raises(ValueError, match="unknown profile 'fast'"):
+        course.resolve_profile("fast")
+    clean_env.setenv("KOALA_PROFILE", "huge")
+    with pytest.raises(ValueError, match="KOALA_PROFILE='huge'"):
+        course.resolve_profile()
+
+
+def test_check_environment_reports_keras_3_and_warns_without_gpu(clean_env, capsys):
+    with pytest.warns(UserWarning, match="No GPU visible"):
+        info = course.check_environment()
+    assert int(info["keras"].split(".")[0]) == 3
+    assert info["gpus"] == "0"
+    assert "keras 3." in capsys.readouterr().out
+
+
+def test_check_environment_refuses_keras_2(clean_env):
+    clean_env.setattr(environment, "package_versions", lambda names=(): {"keras": "2.15.0"})
+    with pytest.raises(RuntimeError, match="needs Keras 3"):
+        course.check_environment(gpu_needed=False)
+
+
+def test_check_environment_without_gpu_need_does_not_warn(clean_env, recwarn):
+    info = course.check_environment(gpu_needed=False)
+    assert info["gpus"] == "not needed here"
+    assert not [w for w in recwarn if "GPU" in str(w.message)]
+
+
+def test_record_results_merges_and_makes_values_plain(tmp_path):
+    course.record_results("demo", a=np.float32(1.5), b=np.arange(3))
+    path = course.record_results("demo", c=float("nan"), a=2)
+    assert path == tmp_path / "build" / "results" / "demo.json"
+    assert json.loads(path.read_text()) == {"a": 2, "b": [0, 1, 2], "c": None}
+    assert course.load_results("demo")["b"] == [0, 1, 2]
+    with pytest.raises(FileNotFoundError, match="run the notebook"):
+        course.load_results("never")

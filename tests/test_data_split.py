@@ -1,0 +1,40 @@
+"""The split by person."""
+
+from __future__ import annotations
+
+import pytest
+
+from koala_lib import data
+from koala_lib.data.split import person_ids, split_by_person
+
+
+def test_no_person_appears_in_two_splits(portrait_folder):
+    paths = data.list_images(portrait_folder)
+    people = person_ids(paths, portrait_folder)
+    assert len(set(people)) > 1000
+    splits = split_by_person(paths, people, seed=0, verbose=False)
+    owner = dict(zip(paths, people, strict=True))
+    persons = {name: {owner[p] for p in split} for name, split in splits.items()}
+    assert not persons["train"] & persons["val"]
+    assert not persons["train"] & persons["test"]
+    assert not persons["val"] & persons["test"]
+    assert sum(len(split) for split in splits.values()) == len(paths)
+    assert abs(len(splits["train"]) / len(paths) - 0.8) < 0.01
+    # Deterministic for a seed, different for another.
+    assert split_by_person(paths, people, seed=0, verbose=False) == splits
+    assert split_by_person(paths, people, seed=1, verbose=False)["test"] != splits["test"]
+
+
+def test_several_images_of_one_person_stay_together(tmp_path):
+    for person in ("ann", "bob", "cy", "dee"):
+        (tmp_path / person).mkdir()
+        for frame in range(5):
+            (tmp_path / person / f"{frame}.jpg").write_bytes(b"x")
+    paths = sorted(tmp_path.rglob("*.jpg"))
+    people = person_ids(paths, tmp_path)
+    assert people[:5] == ["ann"] * 5  # one folder per person (or per video)
+    splits = split_by_person(paths, people, fractions=(0.5, 0.25, 0.25), verbose=False)
+    for split in splits.values():
+        assert len(split) % 5 == 0
+    with pytest.raises(ValueError, match="fractions"):
+        split_by_person(paths, people, fractions=(0.5, 0.5, 0.5))
