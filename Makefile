@@ -15,7 +15,8 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 CI_ENV := KOALA_PROFILE=ci KOALA_FIG_DIR=$(CURDIR)/build/figures KOALA_BUILD_DIR=$(CURDIR)/build \
     KOALA_CACHE_DIR=$(CURDIR)/build/cache
 # Model code must stay backend-agnostic: these tests run again under JAX.
-BACKEND_TESTS := tests/test_model.py tests/test_features.py \
+BACKEND_TESTS := tests/test_model.py tests/test_features.py tests/test_data_cache.py \
+    tests/test_losses.py \
     tests/test_train.py::test_ci_profile_lowers_the_held_out_loss \
     tests/test_train.py::test_interrupted_run_resumes_to_the_same_end
 

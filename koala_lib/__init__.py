@@ -1,13 +1,19 @@
 """koala: Deep Koalarization, taught and reproduced (the course's library).
 
-Modules, one job each: ``color`` (Lab), ``data`` (portraits), ``viz`` (figures),
-``profiles`` (run profiles, environment check), ``outputs`` (where results go),
-``model`` (the colorizer), ``features`` (the frozen classifier), ``torch_weights``
-(reading .pth files without PyTorch), ``cache`` (embeddings), ``losses`` (the objective),
-``cleaning``, ``split``, ``prepare``, ``feeder``, ``video``, ``download`` (the data set),
-``train`` (training, checkpoints, resume), ``metrics`` (PSNR, SSIM, colourfulness),
-``experiments`` (the report's Table 1 and section 4.3), ``colorize`` (full-resolution
-inference, trained-model files). ``python -m koala_lib colorize`` is the command line.
+Layers, each importing only from those before it:
+
+* ``environment``: the environment variables, folders and GPUs (the one place they are read);
+* ``color`` (Lab), ``metrics`` (PSNR, SSIM, colourfulness), ``viz`` (figures);
+* ``data``: the portrait data, from files to training batches (a package, one module a step);
+* ``model`` (the colorizer), ``losses`` (the objective), ``features`` (the frozen classifier),
+  ``torch_weights`` (reading .pth files without PyTorch);
+* ``train``: training, checkpoints, resume;
+* ``evaluate`` (predictions, baselines, the metric table) and ``colorize`` (full-resolution
+  inference, trained-model files);
+* ``experiments``: the report's Table 1 and section 4.3;
+* ``course``: profiles and their settings, the course's folders, recorded results.
+
+``python -m koala_lib colorize`` and ``python -m koala_lib evaluate`` are the command line.
 """
 
 __version__ = "0.1.0"

@@ -20,11 +20,14 @@ readers can check them without parsing cell outputs.
 
 from __future__ import annotations
 
+import ast
+import csv
 import json
 import math
 import platform
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +67,7 @@ def resolve_profile(profile: str = "auto") -> str:
 
 @dataclass(frozen=True)
 class CourseSettings:
-    """Every size the notebooks use, for one profile."""
+    """Every size the notebooks use, for one profile (values: ``course_settings.csv``)."""
 
     profile: str
     extractor: str  # the frozen classifier and its weights (notebooks 04-08)
@@ -86,6 +89,7 @@ class CourseSettings:
     images: int | None  # portraits sampled (None: all)
     batch_size: int
     epochs: int
+    hand_epochs: int  # 06's training loop written by hand, checked against train.train
     # 07: Table 1 and section 4.3
     table1_image_size: int
     batch_scale: float  # 1.0: the report's batches
@@ -121,32 +125,23 @@ class CourseSettings:
                 f"{self.batch_size}; extractor {self.extractor} ({self.extractor_weights})")
 
 
-SETTINGS = {
-    "ci": CourseSettings(
-        "ci", "mobilenet_v2", "torchvision", progress=False, widgets=False,
-        mean_portraits=48, clean_files=300, prepared_size=64, cache_portraits=16,
-        overfit_size=64, overfit_steps=120,
-        image_size=32, images=240, batch_size=16, epochs=3,
-        table1_image_size=32, batch_scale=0.05, curve_epochs=4, curve_batch_size=16,
-        source_epochs=2, source_batch_size=16, overfit_one_steps=60,
-        black_and_white=6, best_and_worst=2, photo_step=4),
-    "cpu": CourseSettings(
-        "cpu", "mobilenet_v2", "torchvision", progress=True, widgets=True,
-        mean_portraits=400, clean_files=None, prepared_size=224, cache_portraits=128,
-        overfit_size=128, overfit_steps=400,
-        image_size=64, images=None, batch_size=32, epochs=3,
-        table1_image_size=32, batch_scale=0.25, curve_epochs=15, curve_batch_size=32,
-        source_epochs=8, source_batch_size=16, overfit_one_steps=300,
-        black_and_white=60, best_and_worst=3, photo_step=1),
-    "gpu": CourseSettings(
-        "gpu", "inception_resnet_v2", "imagenet", progress=True, widgets=True,
-        mean_portraits=2168, clean_files=None, prepared_size=224, cache_portraits=512,
-        overfit_size=224, overfit_steps=1500,
-        image_size=224, images=None, batch_size=32, epochs=30,
-        table1_image_size=224, batch_scale=1.0, curve_epochs=30, curve_batch_size=32,
-        source_epochs=15, source_batch_size=16, overfit_one_steps=1000,
-        black_and_white=60, best_and_worst=3, photo_step=1),
-}
+def _read_settings() -> dict[str, CourseSettings]:
+    """``course_settings.csv``: one row a setting, one column a profile, side by side."""
+    text = resources.files("koala_lib").joinpath("course_settings.csv").read_text()
+    rows = list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
+
+    def value(text: str):
+        try:
+            return ast.literal_eval(text)  # numbers, True/False, None
+        except (ValueError, SyntaxError):
+            return text  # names such as mobilenet_v2
+
+    return {profile: CourseSettings(profile, **{row["setting"]: value(row[profile])
+                                                for row in rows})
+            for profile in PROFILES}
+
+
+SETTINGS = _read_settings()
 
 
 def settings_for(profile: str = "auto") -> CourseSettings:
@@ -278,12 +273,3 @@ def load_results(name: str) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"no recorded results at {path}: run the notebook first.")
     return json.loads(path.read_text())
-
-
-def settings_table() -> str:
-    """Every setting of every profile, as a Markdown table (for the README)."""
-    names = [field.name for field in fields(CourseSettings)]
-    lines = ["| setting | " + " | ".join(PROFILES) + " |", "|---|" + "---|" * len(PROFILES)]
-    lines += [f"| {name} | " + " | ".join(str(getattr(SETTINGS[p], name)) for p in PROFILES)
-              + " |" for name in names[1:]]
-    return "\n".join(lines)

@@ -77,3 +77,34 @@ def test_record_results_merges_and_makes_values_plain(tmp_path):
     assert course.load_results("demo")["b"] == [0, 1, 2]
     with pytest.raises(FileNotFoundError, match="run the notebook"):
         course.load_results("never")
+
+
+def test_every_profile_has_every_setting_and_ci_is_the_smallest():
+    ci, cpu, gpu = (course.SETTINGS[name] for name in course.PROFILES)
+    assert ci.extractor == cpu.extractor == "mobilenet_v2"  # offline: no network probing
+    assert (gpu.extractor, gpu.extractor_weights) == ("inception_resnet_v2", "imagenet")
+    assert ci.image_size < cpu.image_size < gpu.image_size == 224
+    assert ci.batch_scale < cpu.batch_scale < gpu.batch_scale == 1.0  # gpu: the report's
+    assert not ci.progress and cpu.progress
+    config = ci.train_config(seed=7)
+    assert (config.image_size, config.batch_size, config.epochs, config.seed) == (32, 16, 3, 7)
+
+
+def test_setup_prints_the_profile_and_the_environment_once(clean_env, capsys, tmp_path):
+    clean_env.setenv("KOALA_PROFILE", "ci")
+    clean_env.setenv("KOALA_CACHE_DIR", str(tmp_path))
+    settings = course.setup()
+    out = capsys.readouterr().out.splitlines()
+    assert settings.profile == "ci" and len(out) == 2
+    assert out[0].startswith("profile ci:") and "mobilenet_v2" in out[0]
+    assert f"KOALA_CACHE_DIR={tmp_path}" in out[1] and "KOALA_PROFILE=ci" in out[1]
+
+
+def test_course_folders_live_under_the_build_folder(tmp_path):
+    assert course.run_dir("cpu") == tmp_path / "build" / "runs" / "06_training_cpu"
+    assert course.model_path("gpu") == tmp_path / "build" / "models" / "colorizer_gpu.keras"
+    with pytest.raises(FileNotFoundError, match="colorizer_<profile>.keras"):
+        course.default_model_path()
+    course.model_path("ci").parent.mkdir(parents=True)
+    course.model_path("ci").write_bytes(b"")
+    assert course.default_model_path() == course.model_path("ci")

@@ -7,10 +7,16 @@
 * ``unreadable``: an image suffix, but the file is corrupt or truncated;
 * ``too small``: its shorter side is under ``min_side`` pixels;
 * ``grayscale``: already black and white: the spread of a,b over the image,
-  sqrt(std(a)^2 + std(b)^2), is under ``gray_spread`` (2.0 by default). Measured on the
-  shared portraits: the 60 real black-and-white ones have a spread of at most 0.0015, 240
-  sampled colour ones at least 5.5. A sepia or tinted print (one constant tint) also falls
-  under it: it holds no colour to learn from;
+  sqrt(std(a)^2 + std(b)^2), is under ``gray_spread`` (``GRAY_SPREAD`` by default; the
+  tests check that it separates the shared set's real black-and-white portraits from its
+  colour ones). A print in one faint, even tint may also fall under it: it holds no colour
+  to learn from;
+* ``toned black and white``: a toned print (sepia, green- or blue-toned) whose tint is
+  too strong for the grayscale rule: every pixel has one hue, with a chroma set by its
+  lightness. :func:`one_hue_spread` measures how far the colours stray from that, and the
+  file is skipped when it is under ``toned_spread`` (``TONED_SPREAD`` by default), a
+  threshold chosen on the shared portraits: sampled colour ones against sepia- and
+  other-toned copies of them, with and without JPEG compression;
 * ``duplicate``: byte-for-byte the same file as one kept earlier.
 
 Files are decoded by :func:`koala_lib.data.images.read_rgb`.
@@ -28,8 +34,11 @@ import numpy as np
 from koala_lib import color
 from koala_lib.data.images import is_image_file, read_rgb
 
-REASONS = ("not an image", "unreadable", "too small", "grayscale", "duplicate")
+REASONS = ("not an image", "unreadable", "too small", "grayscale", "toned black and white",
+           "duplicate")
 GRAY_SPREAD = 2.0
+TONED_SPREAD = 2.5
+SPREAD_MAX_SIDE = 512
 MIN_SIDE = 64
 
 
@@ -51,11 +60,12 @@ class CleaningReport:
 
     def table(self) -> str:
         """A small plain-text table: each reason, how many, one example."""
-        rows = [f"{'kept':>13}: {len(self.kept)}"]
+        width = max(len(reason) for reason in REASONS)
+        rows = [f"{'kept':>{width}}: {len(self.kept)}"]
         for reason in REASONS:
             items = [item for item in self.skipped if item.reason == reason]
             example = f"  e.g. {items[0].path.name}: {items[0].detail}" if items else ""
-            rows.append(f"{reason:>13}: {len(items)}{example}")
+            rows.append(f"{reason:>{width}}: {len(items)}{example}")
         return "\n".join(rows)
 
 
@@ -63,6 +73,41 @@ def ab_spread(rgb) -> float:
     """sqrt(std(a)^2 + std(b)^2) over the image: about 0 for black and white."""
     lab = color.rgb_to_lab(rgb)
     return float(np.hypot(lab[..., 1].std(), lab[..., 2].std()))
+
+
+def one_hue_spread(rgb) -> float:
+    """How far the image's colours stray from a single hue whose chroma follows the
+    lightness: about 0 for a toned black-and-white print, larger for a colour photo.
+
+    A toned print (sepia, green- or blue-toned) gives every pixel the tint of its density:
+    one hue direction ``u`` in the a,b plane and a chroma that depends on the lightness L,
+    so a,b ~ c(L) * u. This returns the root mean square distance (in a,b units) of the
+    pixels' a,b from the best such fit, with L rounded to whole units: the a,b spread among
+    pixels of equal lightness, plus the spread of the per-lightness mean a,b across the best
+    line through neutral (the smaller eigenvalue of their 2x2 second-moment matrix).
+
+    Both parts matter. A colour portrait of a face on a grey background may hold only skin
+    hues, all on one line, but its pixels of equal lightness differ in colour (the face and
+    the background); an image of two flat colours of different lightness has one colour per
+    lightness, but two hues, off any single line through neutral.
+
+    An image whose longer side exceeds ``SPREAD_MAX_SIDE`` pixels is measured on a copy
+    keeping every k-th row and column (the smallest k that brings it under the limit), which
+    changes the value little and bounds the cost.
+    """
+    rgb = np.asarray(rgb)
+    stride = max(1, -(-max(rgb.shape[:2]) // SPREAD_MAX_SIDE))
+    lab = color.rgb_to_lab(rgb[::stride, ::stride]).reshape(-1, 3).astype(np.float64)
+    groups = np.round(lab[:, 0]).astype(np.intp)
+    counts = np.bincount(groups)
+    filled = counts > 0
+    counts = counts[filled]
+    means = np.stack([np.bincount(groups, weights=lab[:, channel])[filled] / counts
+                      for channel in (1, 2)], axis=1)
+    between = (means * counts[:, None]).T @ means  # sum over lightness of n * mean mean^T
+    within = float((lab[:, 1:] ** 2).sum()) - float(np.trace(between))
+    off_line = float(np.linalg.eigvalsh(between)[0])
+    return float(np.sqrt(max(within + off_line, 0.0) / len(lab)))
 
 
 def list_files(source) -> list[Path]:
@@ -81,7 +126,7 @@ def list_files(source) -> list[Path]:
 
 
 def clean(source, min_side: int = MIN_SIDE, gray_spread: float = GRAY_SPREAD,
-          progress: bool = True) -> CleaningReport:
+          toned_spread: float = TONED_SPREAD, progress: bool = True) -> CleaningReport:
     """Sort the image files of a folder (or a list of files) into kept and skipped."""
     from tqdm.auto import tqdm
 
@@ -104,6 +149,11 @@ def clean(source, min_side: int = MIN_SIDE, gray_spread: float = GRAY_SPREAD,
         spread = ab_spread(rgb)
         if spread < gray_spread:
             report.skipped.append(Skipped(path, "grayscale", f"a,b spread {spread:.2f}"))
+            continue
+        hue_spread = one_hue_spread(rgb)
+        if hue_spread < toned_spread:
+            report.skipped.append(Skipped(path, "toned black and white",
+                                          f"one-hue spread {hue_spread:.2f}"))
             continue
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         if digest in seen:

@@ -1,0 +1,102 @@
+"""Evaluation: the command line on a folder of photos, against evaluate's own functions."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from koala_lib import color, colorize, evaluate, metrics
+from koala_lib.__main__ import main
+from koala_lib.data import images
+
+
+@pytest.fixture
+def photo_folder(portrait_folder, tmp_path):
+    """Ten real colour portraits, one black-and-white portrait and a text file."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for path in sorted((portrait_folder / "uk_parliament").glob("*.jpg"))[:10]:
+        shutil.copy(path, folder / path.name)
+    gray = sorted((portrait_folder / "us_congress_grayscale").glob("*"))[0]
+    shutil.copy(gray, folder / f"black_and_white{gray.suffix}")
+    (folder / "notes.txt").write_text("not a photo")
+    return folder
+
+
+def test_command_line_table_equals_the_protocol_computed_by_hand(photo_folder, saved_model,
+                                                                 tmp_path, capsys):
+    out = tmp_path / "result.json"
+    code = main(["evaluate", str(photo_folder), "--model", str(saved_model), "--json", str(out),
+                 "--quiet"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "| prediction | images | held-out loss | PSNR (dB) |" in printed
+    result = json.loads(out.read_text())
+    rows = {row["prediction"]: row for row in result["rows"]}
+    assert set(rows) == {evaluate.GRAY, evaluate.TRAIN_MEAN, evaluate.TRAINED}
+    assert result["images"] == 10 and result["image_size"] == 32
+    assert sorted(item["reason"] for item in result["skipped"]) == ["grayscale", "not an image"]
+    assert result["mean_ab_source"] == "this folder"  # the test model records no mean
+
+    # The same numbers, computed here step by step: crop, 8-bit L and integer a,b, predict.
+    trained, extractor = colorize.load_trained(saved_model)
+    files = sorted(p for p in photo_folder.glob("*.jpg") if p.stem != "black_and_white")
+    squares = [images.square_crop_resize(images.read_rgb(path), 32) for path in files]
+    lab = color.unpack_lab(*color.pack_lab(color.rgb_to_lab(np.stack(squares))))
+    scaled_l, truth_ab = color.lab_to_model(lab)
+    predicted = keras.ops.convert_to_numpy(
+        trained.model([scaled_l, extractor.embed(lab[..., :1])], training=False))
+    truth_rgb = color.model_to_rgb(scaled_l, truth_ab)
+    by_hand = {evaluate.TRAINED: predicted, evaluate.GRAY: np.zeros_like(truth_ab)}
+    for name, ab in by_hand.items():
+        per_image = metrics.evaluate(truth_rgb, color.model_to_rgb(scaled_l, ab))
+        np.testing.assert_allclose(rows[name]["PSNR (dB)"], per_image["psnr"].mean(), rtol=1e-6)
+        np.testing.assert_allclose(rows[name]["SSIM"], per_image["ssim"].mean(), rtol=1e-6)
+        np.testing.assert_allclose(rows[name]["held-out loss"],
+                                   np.mean(np.square(ab - truth_ab)), rtol=1e-4)
+
+    # ... and by evaluate's functions, called directly.
+    direct = evaluate.evaluate_folder(photo_folder, trained, extractor, progress=False)
+    assert direct["rows"] == result["rows"]
+
+
+def test_a_folder_without_colour_photos_is_a_clear_error(portrait_folder, saved_model,
+                                                         tmp_path, capsys):
+    folder = tmp_path / "old_photos"
+    folder.mkdir()
+    for path in sorted((portrait_folder / "us_congress_grayscale").glob("*"))[:3]:
+        shutil.copy(path, folder / path.name)
+    assert main(["evaluate", str(folder), "--model", str(saved_model), "--quiet"]) == 1
+    error = capsys.readouterr().err
+    assert "no colour images in" in error and "grayscale: 3" in error
+    assert main(["evaluate", str(tmp_path / "nowhere"), "--model", str(saved_model)]) == 1
+    assert "is not a folder" in capsys.readouterr().err
+
+
+def test_baselines_and_the_summary_row():
+    gray, mean = evaluate.baselines(3, 8, [0.1, -0.2]).values()
+    assert gray[0].shape == (3, 8, 8, 2) and not gray[0].any()
+    np.testing.assert_allclose(mean[0][2, 7, 7], [0.1, -0.2])
+    truth = np.zeros((2, 16, 16, 3))
+    truth[..., 0] = 0.8  # red-ish
+    summary = metrics.summarize(metrics.evaluate(truth, np.full_like(truth, 0.5)))
+    summary["loss"] = 0.25
+    row = evaluate.summary_row(summary, run="x")
+    assert list(row)[:3] == ["run", "images", "held-out loss"]
+    assert row["held-out loss"] == 0.25 and row["measured"].startswith("grayish")
+    assert evaluate.table_markdown([row]).startswith("| run | images | held-out loss |")
+
+
+def test_help_documents_the_protocol():
+    result = subprocess.run([sys.executable, "-m", "koala_lib", "evaluate", "--help"],
+                            capture_output=True, text=True, check=True)
+    text = " ".join(result.stdout.split())
+    for phrase in ("--model PATH", "--size N", "--json OUT", "top square", "8 bits",
+                   "PSNR", "SSIM", "colourfulness", "gray (a = b = 0)", "mean a,b"):
+        assert phrase in text, phrase
