@@ -79,6 +79,10 @@ def run_evaluate(args) -> int:
 
     from koala_lib.evaluate import METRIC_COLUMNS, evaluate_folder, table_markdown
 
+    if not args.folder.is_dir():
+        raise FileNotFoundError(f"{args.folder} is not a folder of photos.")
+    if args.size is not None and (args.size <= 0 or args.size % 8):
+        raise ValueError(f"--size must be a positive multiple of 8, got {args.size}.")
     trained, extractor = _load_model(args.model)
     result = evaluate_folder(args.folder, trained, extractor, image_size=args.size,
                              progress=not args.quiet)

@@ -32,6 +32,7 @@ from skimage import color as skcolor
 
 from koala_lib import color
 from koala_lib.data.images import is_image_file, read_rgb
+from koala_lib.data.portraits import extractor_description
 from koala_lib.model import DOWNSAMPLING, build_colorizer, load_colorizer
 
 MAX_ASPECT = 4  # the longer side is at most this many times the model's size
@@ -71,8 +72,7 @@ def save_trained(model: keras.Model, path, extractor, image_size: int, **metadat
     metrics, ...) go into the JSON as they are.
     """
     if not isinstance(extractor, dict):
-        extractor = {"name": extractor.name, "weights": extractor.weights_name,
-                     "fingerprint": extractor.fingerprint}
+        extractor = extractor_description(extractor)
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"save the model as a .keras file, not {path.name}.")
@@ -101,7 +101,7 @@ def _plain(value):
 def load_trained(path, extractor=None) -> tuple[TrainedColorizer, object]:
     """(the trained colorizer, its extractor); the extractor is loaded from the metadata
     when not given, and refused when it is not the one the model was trained with."""
-    from koala_lib.features import FeatureExtractor
+    from koala_lib.features import load_extractor
 
     path = Path(path)
     if not path.is_file():
@@ -113,8 +113,17 @@ def load_trained(path, extractor=None) -> tuple[TrainedColorizer, object]:
         raise ValueError(f"{path.name} has no {info_path.name} beside it: without it the "
                          "extractor the model was trained with is unknown. Save models "
                          "with koala_lib.colorize.save_trained.")
-    metadata = json.loads(info_path.read_text())
-    wanted = metadata["extractor"]
+    try:
+        metadata = json.loads(info_path.read_text())
+        wanted = metadata["extractor"]
+        missing = [key for key in ("name", "weights", "fingerprint") if key not in wanted]
+        int(metadata["image_size"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{info_path.name} is not a koala model description (it needs "
+                         f"extractor name, weights and fingerprint, and image_size): "
+                         f"{error!r}") from error
+    if missing:
+        raise ValueError(f"{info_path.name} describes no extractor {', '.join(missing)}.")
     if extractor is None:
         if wanted["weights"] == "random":
             raise ValueError(
@@ -122,7 +131,7 @@ def load_trained(path, extractor=None) -> tuple[TrainedColorizer, object]:
                 f"weights (fingerprint {wanted['fingerprint'][:12]}): a new random network "
                 f"cannot reproduce them. Pass that same extractor object "
                 f"(load_trained(path, extractor=...)), or train with real weights.")
-        extractor = FeatureExtractor(wanted["name"], wanted["weights"])
+        extractor = load_extractor(wanted["name"], wanted["weights"], verbose=False)
     if extractor.name != wanted["name"] or extractor.fingerprint != wanted["fingerprint"]:
         same_name = extractor.name == wanted["name"]
         raise ValueError(

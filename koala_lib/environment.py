@@ -53,10 +53,21 @@ class Environment:
         return self.ci or self.profile == "ci"
 
     def describe(self) -> str:
-        """One line: every variable that is set, with its value."""
+        """One line: every variable that is set, with its value (folders relative to the
+        project, so that no local path ends up in a committed notebook)."""
         values = {name: os.environ.get(name, "") for name in VARIABLES}
-        shown = [f"{name}={value}" for name, value in values.items() if value]
+        shown = [f"{name}={_readable(value) if name.endswith('_DIR') else value}"
+                 for name, value in values.items() if value]
         return "environment: " + (", ".join(shown) if shown else "no KOALA_* variables set")
+
+
+def _readable(folder: str) -> str:
+    """``folder`` relative to the project when it is in it or beside it, else as it is."""
+    try:
+        relative = os.path.relpath(folder, project_root())
+    except ValueError:  # another drive on Windows
+        return folder
+    return folder if relative.startswith(os.path.join(os.pardir, os.pardir)) else relative
 
 
 def current() -> Environment:

@@ -26,7 +26,12 @@ import numpy as np
 
 from koala_lib import color, metrics
 from koala_lib.data.cleaning import clean
-from koala_lib.data.portraits import PortraitData, embed_prepared, extractor_description
+from koala_lib.data.portraits import (
+    PortraitData,
+    embed_prepared,
+    extractor_description,
+    top_folders,
+)
 from koala_lib.data.prepare import prepare
 
 GRAY = "gray (a = b = 0)"
@@ -38,6 +43,7 @@ METRIC_COLUMNS = ("images", "held-out loss", "PSNR (dB)", "SSIM", "colourfulness
 __all__ = [
     "Comparison",
     "HeldOutMetrics",
+    "against_baselines",
     "baselines",
     "compare",
     "constant_loss",
@@ -129,15 +135,25 @@ class Comparison:
     rows: list[dict]
     per_image: dict[str, dict] = field(default_factory=dict)  # name -> metric arrays
     summaries: dict[str, dict] = field(default_factory=dict)
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)  # name -> scaled a,b
 
 
 def compare(data: PortraitData, indices, predictions: dict) -> Comparison:
     """Measure each of ``predictions`` ({name: scaled a,b for ``indices``}) on the same images."""
-    result = Comparison([])
+    result = Comparison([], predictions=dict(predictions))
     for name, predicted in predictions.items():
         result.per_image[name], result.summaries[name] = measure(data, indices, predicted)
         result.rows.append(summary_row(result.summaries[name], prediction=name))
     return result
+
+
+def against_baselines(model, data: PortraitData, indices, train_mean) -> Comparison:
+    """The gray and mean-a,b baselines and ``model``'s predictions for ``indices``, compared
+    (rows in that order; ``train_mean``: the training images' mean scaled a,b)."""
+    predictions = {name: predicted for name, (predicted, _) in
+                   baselines(len(indices), data.image_size, train_mean).items()}
+    predictions[TRAINED] = predict_ab(model, data, indices)
+    return compare(data, indices, predictions)
 
 
 def _format(value) -> str:
@@ -172,9 +188,8 @@ def load_folder(folder, extractor, image_size: int, progress: bool = True
         raise ValueError(f"no colour images in {folder} to evaluate on: a colorizer is "
                          f"measured against the true colours.\n{report.table()}")
     prepared = prepare(report.kept, image_size, root=folder, progress=progress)
-    sources = np.array([name.split("/")[0] if "/" in name else "." for name in prepared.names])
     data = PortraitData(folder, prepared, embed_prepared(prepared, extractor, progress),
-                        {"all": np.arange(len(prepared))}, sources,
+                        {"all": np.arange(len(prepared))}, top_folders(prepared.names),
                         extractor_description(extractor))
     return data, report.skipped
 
@@ -187,15 +202,12 @@ def evaluate_folder(folder, trained, extractor, image_size: int | None = None,
     The mean a,b is the model's training mean when its metadata records it (notebook 06
     saves it), else the folder's own (said in the result's ``mean_ab_source``).
     """
-    size = int(image_size or trained.image_size)
+    size = int(trained.image_size if image_size is None else image_size)
     data, skipped = load_folder(folder, extractor, size, progress=progress)
     indices = data.indices("all")
     recorded = trained.metadata.get("train_mean_ab")
     train_mean = np.asarray(recorded, np.float32) if recorded else mean_ab(data, indices)
-    predictions = {name: predicted for name, (predicted, _) in
-                   baselines(len(indices), size, train_mean).items()}
-    predictions[TRAINED] = predict_ab(trained.model, data, indices)
-    result = compare(data, indices, predictions)
+    result = against_baselines(trained.model, data, indices, train_mean)
     return {
         "folder": str(folder), "model": str(trained.path), "image_size": size,
         "images": len(indices), "protocol": metrics.PROTOCOL,

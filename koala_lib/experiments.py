@@ -1,4 +1,5 @@
-"""The report's experiments, measured: Table 1 and section 4.3.
+"""The report's Table 1, measured (notebook 07 builds section 4.3 from ``train`` and
+``evaluate``).
 
 **Table 1** lists four runs as (batch, steps, epochs): 4000/10/1, 100/10/1, 10/100/2 and
 100/10/3, judged by eye ("grayish", "brownish/reddish"). :func:`run_table1` runs them with

@@ -111,6 +111,18 @@ def test_a_model_from_another_extractor_is_refused(saved_model, tmp_path):
         colorize.load_trained(bare)
 
 
+def test_a_model_description_without_its_fields_is_a_clear_error(saved_model, tmp_path):
+    model = tmp_path / "m.keras"
+    model.write_bytes(saved_model.read_bytes())
+    for text, message in (("{}", "not a koala model description"),
+                          ('{"extractor": {"name": "mobilenet_v2"}, "image_size": 32}',
+                           "no extractor weights, fingerprint"),
+                          ("not json", "not a koala model description")):
+        model.with_suffix(".json").write_text(text)
+        with pytest.raises(ValueError, match=message):
+            colorize.load_trained(model)
+
+
 def test_a_missing_model_names_the_file_notebook_06_saves(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"colorizer_<profile>\.keras"):
         colorize.load_trained(tmp_path / "nothing.keras")

@@ -93,11 +93,13 @@ def test_every_profile_has_every_setting_and_ci_is_the_smallest():
 def test_setup_prints_the_profile_and_the_environment_once(clean_env, capsys, tmp_path):
     clean_env.setenv("KOALA_PROFILE", "ci")
     clean_env.setenv("KOALA_CACHE_DIR", str(tmp_path))
+    clean_env.setenv("KOALA_FIG_DIR", str(environment.project_root() / "build" / "figures"))
     settings = course.setup()
     out = capsys.readouterr().out.splitlines()
     assert settings.profile == "ci" and len(out) == 2
     assert out[0].startswith("profile ci:") and "mobilenet_v2" in out[0]
     assert f"KOALA_CACHE_DIR={tmp_path}" in out[1] and "KOALA_PROFILE=ci" in out[1]
+    assert "KOALA_FIG_DIR=build/figures" in out[1]  # no local path in a committed notebook
 
 
 def test_course_folders_live_under_the_build_folder(tmp_path):
@@ -108,3 +110,19 @@ def test_course_folders_live_under_the_build_folder(tmp_path):
     course.model_path("ci").parent.mkdir(parents=True)
     course.model_path("ci").write_bytes(b"")
     assert course.default_model_path() == course.model_path("ci")
+
+
+def test_the_course_model_records_its_training_mean_colour(ci_data, tmp_path):
+    from conftest import small_config
+
+    from koala_lib import colorize, evaluate, train
+
+    subset = ci_data.indices("train")[:16]
+    result = train.train(ci_data, small_config(epochs=1, snapshot_images=0), tmp_path / "run",
+                         train_indices=subset, verbose=0)
+    path = course.save_course_model(result, ci_data, "ci")
+    assert path == course.model_path("ci")
+    trained, _ = colorize.load_trained(path)
+    np.testing.assert_allclose(trained.metadata["train_mean_ab"],
+                               evaluate.mean_ab(ci_data, ci_data.indices("train")), rtol=1e-6)
+    assert trained.metadata["profile"] == "ci" and trained.metadata["epochs"] == 1

@@ -14,6 +14,7 @@ import pytest
 from koala_lib import color, colorize, evaluate, metrics
 from koala_lib.__main__ import main
 from koala_lib.data import images
+from koala_lib.model import build_colorizer
 
 
 @pytest.fixture
@@ -64,6 +65,33 @@ def test_command_line_table_equals_the_protocol_computed_by_hand(photo_folder, s
     # ... and by evaluate's functions, called directly.
     direct = evaluate.evaluate_folder(photo_folder, trained, extractor, progress=False)
     assert direct["rows"] == result["rows"]
+
+
+def test_the_mean_colour_baseline_is_the_models_training_mean_when_recorded(
+        photo_folder, mobilenet, tmp_path):
+    keras.utils.set_random_seed(0)
+    path = colorize.save_trained(build_colorizer(32), tmp_path / "m.keras", mobilenet,
+                                 image_size=32, train_mean_ab=[0.05, 0.1])
+    trained, extractor = colorize.load_trained(path, mobilenet)
+    result = evaluate.evaluate_folder(photo_folder, trained, extractor, image_size=24,
+                                      progress=False)
+    assert result["mean_ab_source"] == "the model's training images"
+    assert result["image_size"] == 24  # --size overrides the training size
+    data, _ = evaluate.load_folder(photo_folder, extractor, 24, progress=False)
+    indices = data.indices("all")
+    constant = np.broadcast_to(np.float32([0.05, 0.1]), (len(indices), 24, 24, 2))
+    _, expected = evaluate.measure(data, indices, constant)
+    row = next(r for r in result["rows"] if r["prediction"] == evaluate.TRAIN_MEAN)
+    assert row["held-out loss"] == pytest.approx(expected["loss"])
+
+
+def test_bad_sizes_and_paths_are_refused_before_the_model_loads(tmp_path, capsys):
+    missing_model = str(tmp_path / "none.keras")
+    assert main(["evaluate", str(tmp_path), "--model", missing_model, "--size", "30"]) == 1
+    assert "positive multiple of 8, got 30" in capsys.readouterr().err
+    (tmp_path / "a.jpg").write_bytes(b"")
+    assert main(["evaluate", str(tmp_path / "a.jpg"), "--model", missing_model]) == 1
+    assert "is not a folder" in capsys.readouterr().err
 
 
 def test_a_folder_without_colour_photos_is_a_clear_error(portrait_folder, saved_model,

@@ -31,12 +31,20 @@ def _layer(module: str) -> int:
 
 
 def _imports(path: Path) -> set[str]:
-    """Every koala_lib module ``path`` imports, at the top or inside functions."""
+    """Every koala_lib module ``path`` imports, at the top or inside functions, relative
+    imports (``from .train import x``) resolved."""
+    package = _name(path).split(".")[:-1]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("koala_lib"):
-            names = [f"{node.module}.{alias.name}" for alias in node.names]
-            found.update(name if name.split(".")[1] in LAYERS else node.module for name in names)
+        if isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                module = ".".join([*base, module] if module else base)
+            if not module.startswith("koala_lib"):
+                continue
+            names = [f"{module}.{alias.name}" for alias in node.names]
+            found.update(name if name.split(".")[1] in LAYERS else module for name in names)
         elif isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.startswith("koala_lib."))
     return found

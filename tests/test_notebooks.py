@@ -200,7 +200,8 @@ def check_02_portrait_dataset(results: dict, real_data: bool) -> None:
     assert sum(results["split_sizes"].values()) == results["cleaning"]["kept"]
     assert results["messy_reasons"] == {
         "black_and_white.png": "grayscale", "notes.txt": "not an image",
-        "photo_copy.jpg": "duplicate", "thumbnail.png": "too small",
+        "photo_copy.jpg": "duplicate", "sepia_print.png": "toned black and white",
+        "thumbnail.png": "too small",
         "truncated.jpg": "unreadable"}
     assert results["messy_kept"] == ["photo.jpg", "print_cmyk.jpg", "with_alpha.png"]
     assert results["prepared_images"] == results["cleaning"]["kept"]

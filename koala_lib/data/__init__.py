@@ -19,7 +19,13 @@ The names most notebooks use are importable from ``koala_lib.data`` directly.
 """
 
 from koala_lib.data.cleaning import CleaningReport, clean
-from koala_lib.data.images import IMAGE_SUFFIXES, is_image_file, read_rgb, square_crop_resize
+from koala_lib.data.images import (
+    IMAGE_SUFFIXES,
+    decode_rgb,
+    is_image_file,
+    read_rgb,
+    square_crop_resize,
+)
 from koala_lib.data.portraits import PortraitData, load_portraits
 from koala_lib.data.sources import (
     NoPortraitsError,
@@ -38,6 +44,7 @@ __all__ = [
     "Portrait",
     "PortraitData",
     "clean",
+    "decode_rgb",
     "is_image_file",
     "list_images",
     "load_portraits",

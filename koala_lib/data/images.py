@@ -30,9 +30,9 @@ def is_image_file(path) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-def _decode(path: Path) -> np.ndarray:
+def _decode(path: Path, source=None) -> np.ndarray:
     try:
-        with Image.open(path) as image:
+        with Image.open(path if source is None else source) as image:
             image.load()
             image = ImageOps.exif_transpose(image)
             mode = image.mode
@@ -63,6 +63,14 @@ def read_rgb(path, keep_16bit: bool = False) -> np.ndarray:
     if rgb.dtype == np.uint16 and not keep_16bit:
         return np.round(rgb / 257.0).astype(np.uint8)
     return rgb
+
+
+def decode_rgb(content: bytes, name: str = "upload") -> np.ndarray:
+    """Like :func:`read_rgb` (uint8), for the bytes of an image file (an upload)."""
+    import io
+
+    rgb = _decode(Path(name), io.BytesIO(content))
+    return np.round(rgb / 257.0).astype(np.uint8) if rgb.dtype == np.uint16 else rgb
 
 
 def square_crop_resize(rgb, size: int) -> np.ndarray:

@@ -24,6 +24,11 @@ from koala_lib.data.sources import list_images, portrait_dir
 from koala_lib.data.split import person_ids, split_by_person
 
 
+def top_folders(names) -> np.ndarray:
+    """The top-level folder of each relative name ("us_congress/A.jpg" -> "us_congress")."""
+    return np.array([name.split("/")[0] if "/" in name else "." for name in names])
+
+
 def extractor_description(extractor) -> dict[str, str]:
     """What identifies the embeddings: the extractor's name, weights and fingerprint."""
     return {"name": extractor.name, "weights": extractor.weights_name,
@@ -101,6 +106,5 @@ def load_portraits(extractor, folder=None, image_size: int = 224, images: int | 
     splits = {name: np.array(sorted(position[p.relative_to(folder).as_posix()] for p in paths),
                              dtype=np.int64)
               for name, paths in split_paths.items()}
-    sources = np.array([name.split("/")[0] if "/" in name else "." for name in prepared.names])
     return PortraitData(folder, prepared, embed_prepared(prepared, extractor, progress), splits,
-                        sources, extractor_description(extractor))
+                        top_folders(prepared.names), extractor_description(extractor))
