@@ -56,13 +56,14 @@ class Environment:
         """One line: every variable that is set, with its value (folders relative to the
         project, so that no local path ends up in a committed notebook)."""
         values = {name: os.environ.get(name, "") for name in VARIABLES}
-        shown = [f"{name}={_readable(value) if name.endswith('_DIR') else value}"
+        shown = [f"{name}={readable_path(value) if name.endswith('_DIR') else value}"
                  for name, value in values.items() if value]
         return "environment: " + (", ".join(shown) if shown else "no KOALA_* variables set")
 
 
-def _readable(folder: str) -> str:
+def readable_path(folder) -> str:
     """``folder`` relative to the project when it is in it or beside it, else as it is."""
+    folder = str(folder)
     try:
         relative = os.path.relpath(folder, project_root())
     except ValueError:  # another drive on Windows

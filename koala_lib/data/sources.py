@@ -60,8 +60,9 @@ def portrait_dir(download: bool = False, progress: bool = True) -> Path | None:
 
 
 def describe_source(folder: Path) -> str:
-    return (f"KOALA_DATA_DIR ({folder})" if folder == environment.data_dir()
-            else f"the download ({folder})")
+    shown = environment.readable_path(folder)
+    return (f"KOALA_DATA_DIR ({shown})" if folder == environment.data_dir()
+            else f"the download ({shown})")
 
 
 def read_manifest(folder: Path) -> list[dict[str, str]]:
