@@ -20,13 +20,14 @@ BACKEND_TESTS := tests/test_model.py tests/test_features.py tests/test_data_cach
     tests/test_train.py::test_ci_profile_lowers_the_held_out_loss \
     tests/test_train.py::test_interrupted_run_resumes_to_the_same_end
 
-.PHONY: help env test course lab notebooks clean
+.PHONY: help env test course lab notebooks gpu-check clean
 
 help:
 	@echo "make course     set up .venv, run every notebook (profile auto) -> build/notebooks, figures/"
 	@echo "make test       set up .venv, ruff + pytest + nbval + papermill (profile ci), model tests on JAX"
 	@echo "make lab        JupyterLab on notebooks/"
 	@echo "make notebooks  re-execute the committed notebooks in the ci profile (their outputs)"
+	@echo "make gpu-check  on a GPU machine: notebooks 06-08 (gpu profile) + training benchmark, JSON"
 
 # The environment: created once, reinstalled when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -61,6 +62,13 @@ notebooks: $(STAMP)
 	$(CI_ENV) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 	    --ExecutePreprocessor.timeout=1800 --ExecutePreprocessor.record_timing=False \
 	    --ExecutePreprocessor.store_widget_state=False $(NOTEBOOKS)
+
+# On a GPU machine, with that machine's Python (Keras 3, JAX, papermill): no .venv needed.
+# GPU_CHECK_ARGS='--extractor inception_resnet_v2:random' where ImageNet weights cannot download.
+GPU_PYTHON ?= python3
+gpu-check:
+	KERAS_BACKEND=jax PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} \
+	    $(GPU_PYTHON) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf build

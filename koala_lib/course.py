@@ -102,6 +102,9 @@ class CourseSettings:
     black_and_white: int
     best_and_worst: int
     photo_step: int  # 1: your photo at full size; N: every Nth pixel (keeps files small)
+    # time estimates: notebook 06's training rate on the profile's usual machine
+    train_images_per_s: float
+    train_rate_basis: str
 
     def train_config(self, **overrides):
         """The course model's :class:`koala_lib.train.TrainConfig`, with ``overrides``."""
@@ -112,12 +115,16 @@ class CourseSettings:
         return TrainConfig(**{**values, **overrides})
 
     def load_extractor(self, name: str = "profile", verbose: bool = True):
-        """The profile's extractor, or ``name`` ("mobilenet_v2", "inception_resnet_v2")."""
+        """The profile's extractor, or ``name`` ("mobilenet_v2", "inception_resnet_v2"),
+        with its usual weights or those named after a colon: ``"inception_resnet_v2:random"``
+        (offline machines: the same architecture and cost, untrained)."""
         from koala_lib.features import load_extractor
 
         if name == "profile":
             return load_extractor(self.extractor, self.extractor_weights, verbose=verbose)
-        return load_extractor(name, verbose=verbose)
+        name, _, weights = name.partition(":")
+        weights = {"": "auto", "random": None}.get(weights, weights)
+        return load_extractor(name, weights, verbose=verbose)
 
     def describe(self) -> str:
         return (f"profile {self.profile}: course model on {self.images or 'all'} portraits at "
@@ -148,11 +155,47 @@ def settings_for(profile: str = "auto") -> CourseSettings:
     return SETTINGS[resolve_profile(profile)]
 
 
-def setup(profile: str = "auto") -> CourseSettings:
-    """The settings of ``profile`` (``auto`` resolved), printed with the environment."""
+DRIVE_MOUNT = Path("/content/drive")
+DRIVE_FOLDER = DRIVE_MOUNT / "MyDrive" / "koala"  # cache, build and figures on Colab
+
+
+def use_drive(drive="auto") -> Path | None:
+    """Mount Google Drive on Colab and keep the course's folders there (they then survive
+    disconnects and are shared by every notebook's fresh runtime). ``drive``: ``"auto"``
+    (on Colab only), True or False. Returns the folder used, or None."""
+    wanted = environment.in_colab() if drive == "auto" else bool(drive)
+    if not wanted:
+        return None
+    if not environment.in_colab():
+        warnings.warn("DRIVE = True needs Google Colab: keeping the local folders.",
+                      stacklevel=2)
+        return None
+    from google.colab import drive as colab_drive
+
+    colab_drive.mount(str(DRIVE_MOUNT))
+    chosen = environment.use_course_folder(DRIVE_FOLDER)
+    print(f"Google Drive: {', '.join(chosen) or 'the KOALA_* folders already set'} -> "
+          f"{DRIVE_FOLDER} (kept across sessions and notebooks)")
+    return DRIVE_FOLDER
+
+
+def setup(profile: str = "auto", drive="auto", portraits: bool = True) -> CourseSettings:
+    """The one setup call of every notebook: Google Drive on Colab (:func:`use_drive`), the
+    settings of ``profile`` (``auto`` resolved), printed with the environment, and the
+    portraits, downloaded now if a fresh runtime has none (``portraits=True``)."""
+    use_drive(drive)
     settings = settings_for(profile)
     print(settings.describe())
     print(environment.current().describe())
+    if portraits:
+        from koala_lib.data.sources import NoPortraitsError, portrait_dir
+
+        try:
+            folder = portrait_dir(download=True, progress=settings.progress)
+            print(f"portraits: {environment.readable_path(folder)}")
+        except NoPortraitsError as error:
+            warnings.warn(f"{error}\nThe notebook goes on with scikit-image's sample images.",
+                          stacklevel=2)
     return settings
 
 
@@ -225,6 +268,15 @@ def save_course_model(result, data, profile: str, **metadata) -> Path:
                         train_mean_ab=mean_ab(data, data.indices("train")), **metadata)
 
 
+def training_estimate(data, settings: CourseSettings) -> str:
+    """How long notebook 06's training takes for ``settings``, from its rate setting."""
+    images = len(data.indices("train")) * settings.epochs
+    minutes = images / settings.train_images_per_s / 60
+    return (f"about {max(minutes, 0.1):.1f} min: {images:,} images "
+            f"({settings.epochs} epochs) at about {settings.train_images_per_s:g} images/s, "
+            f"{settings.train_rate_basis}")
+
+
 def course_model(data, settings: CourseSettings, seed: int = 42, verbose="auto") -> Path:
     """Notebook 06's model for ``settings``: the saved file, or trained now (resuming
     notebook 06's run folder if it was started) and saved."""
@@ -232,12 +284,64 @@ def course_model(data, settings: CourseSettings, seed: int = 42, verbose="auto")
 
     path = model_path(settings.profile)
     if path.is_file():
+        print(f"Notebook 06's model: {environment.readable_path(path)}")
         return path
-    print(f"No {path.name} yet: training notebook 06's {settings.profile} run "
-          "(resumed if started).")
+    print(f"No {path.name} in {environment.readable_path(path.parent)} (run notebook 06 "
+          f"first to reuse its model). Training notebook 06's {settings.profile} run now, "
+          f"{training_estimate(data, settings)}; a started run resumes.")
     result = train(data, settings.train_config(seed=seed), run_dir(settings.profile),
                    verbose=verbose)
     return save_course_model(result, data, settings.profile)
+
+
+# --- your photos ---------------------------------------------------------------------------
+
+
+def uploaded_files(value) -> list[tuple[str, bytes]]:
+    """(name, content) of each file in a ``FileUpload`` widget's value: ipywidgets 8 gives
+    a tuple of dicts with ``name`` and ``content``; ipywidgets 7 (Colab's) a dict
+    ``{name: {"metadata": {...}, "content": bytes}}``."""
+    if isinstance(value, dict):
+        return [(item.get("metadata", {}).get("name", name), bytes(item["content"]))
+                for name, item in value.items()]
+    return [(item["name"], bytes(item["content"])) for item in value]
+
+
+def photo_upload(on_photo, method: str = "auto"):
+    """Ask for photos and call ``on_photo(name, content)`` for each.
+
+    ``method``: ``"colab"`` opens Colab's upload dialog and waits (it takes files of any
+    size; Colab's ipywidgets drops files of about 1 MB or more), ``"widget"`` returns an
+    ipywidgets ``FileUpload`` box to display, ``"auto"`` picks Colab's dialog on Colab.
+    Returns the box to display, or None.
+    """
+    if method not in ("auto", "colab", "widget"):
+        raise ValueError(f"unknown upload method {method!r}: use auto, colab or widget.")
+    if method == "auto":
+        method = "colab" if environment.in_colab() else "widget"
+    if method == "colab":
+        from google.colab import files
+
+        for name, content in files.upload().items():
+            on_photo(name, bytes(content))
+        return None
+    try:
+        import ipywidgets as widgets
+    except ImportError:
+        print("No upload widget: ipywidgets is not installed (pip install ipywidgets). Set "
+              "YOUR_PHOTO to a file's path instead.")
+        return None
+    upload = widgets.FileUpload(accept="image/*", multiple=False, description="Upload a photo")
+    shown = widgets.Output()
+
+    def changed(change):
+        with shown:
+            shown.clear_output()
+            for name, content in uploaded_files(change["new"]):
+                on_photo(name, content)
+
+    upload.observe(changed, names="value")
+    return widgets.VBox([upload, shown])
 
 
 # --- recorded results ----------------------------------------------------------------------

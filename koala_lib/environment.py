@@ -2,19 +2,21 @@
 
 This is the one module that reads environment variables; everything else asks it.
 
-===================  ==========================================================================
-variable             meaning
-===================  ==========================================================================
-``KOALA_DATA_DIR``   a local folder of portraits (here and in CI ``../shared/data/portraits``)
-``KOALA_CACHE_DIR``  slow-to-make, safe-to-reuse files (weights, prepared arrays, embeddings);
-                     default ``~/.cache/koala``
-``KOALA_BUILD_DIR``  runs, models, executed notebooks and recorded results; default
-                     ``<project>/build``
-``KOALA_FIG_DIR``    saved figures; default ``<project>/figures`` (tests point it under build/)
-``KOALA_PROFILE``    ``ci``, ``cpu`` or ``gpu``: overrides a notebook's ``auto`` profile
-``CI``               set by CI services: ``auto`` means ``ci`` (unless it is 0/false/no/off)
-``KERAS_BACKEND``    ``tensorflow`` (default), ``jax`` or ``torch``
-===================  ==========================================================================
+=========================  =========================================================================
+variable                   meaning
+=========================  =========================================================================
+``KOALA_DATA_DIR``         a local folder of portraits (here and in CI ``../shared/data/portraits``)
+``KOALA_CACHE_DIR``        slow-to-make, safe-to-reuse files (weights, prepared arrays, embeddings);
+                           default ``~/.cache/koala``
+``KOALA_BUILD_DIR``        runs, models, executed notebooks and recorded results; default
+                           ``<project>/build``
+``KOALA_FIG_DIR``          saved figures; default ``<project>/figures`` (tests: under build/)
+``KOALA_PROFILE``          ``ci``, ``cpu`` or ``gpu``: overrides a notebook's ``auto`` profile
+``CI``                     set by CI services: ``auto`` means ``ci`` (unless it is 0/false/no/off)
+``KERAS_BACKEND``          ``tensorflow`` (default), ``jax`` or ``torch``
+``KOALA_PORTRAIT_MIRROR``  an address (``http://host:port``) serving the public portraits'
+                           paths: downloads come from there (the tests' local mirror)
+=========================  =========================================================================
 
 ``<project>`` is the nearest folder above the working directory that holds
 ``pyproject.toml`` and ``koala_lib/``; on Colab (no checkout) it is the working directory.
@@ -31,7 +33,7 @@ from importlib import metadata
 from pathlib import Path
 
 VARIABLES = ("KOALA_DATA_DIR", "KOALA_CACHE_DIR", "KOALA_BUILD_DIR", "KOALA_FIG_DIR",
-             "KOALA_PROFILE", "CI", "KERAS_BACKEND")
+             "KOALA_PROFILE", "CI", "KERAS_BACKEND", "KOALA_PORTRAIT_MIRROR")
 _FALSE = {"", "0", "false", "no", "off"}
 
 
@@ -46,6 +48,7 @@ class Environment:
     profile: str
     ci: bool
     keras_backend: str
+    portrait_mirror: str = ""
 
     @property
     def batch_run(self) -> bool:
@@ -81,6 +84,7 @@ def current() -> Environment:
         profile=get("KOALA_PROFILE", "").strip().lower(),
         ci=get("CI", "").strip().lower() not in _FALSE,
         keras_backend=get("KERAS_BACKEND", "tensorflow").strip() or "tensorflow",
+        portrait_mirror=get("KOALA_PORTRAIT_MIRROR", "").strip(),
     )
 
 
@@ -111,6 +115,22 @@ def cache_dir(*parts: str) -> Path:
     folder = Path(current().cache_dir or Path.home() / ".cache" / "koala").joinpath(*parts)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def use_course_folder(root, names=("KOALA_CACHE_DIR", "KOALA_BUILD_DIR", "KOALA_FIG_DIR")
+                      ) -> dict[str, str]:
+    """Point the cache, build and figure folders under ``root`` (Google Drive on Colab), for
+    this process and the notebooks it runs. A variable already set is left as it is.
+    Returns what was set."""
+    subfolder = {"KOALA_CACHE_DIR": "cache", "KOALA_BUILD_DIR": "build",
+                 "KOALA_FIG_DIR": "figures"}
+    chosen = {}
+    for name in names:
+        if not os.environ.get(name, "").strip():
+            folder = Path(root) / subfolder[name]
+            folder.mkdir(parents=True, exist_ok=True)
+            os.environ[name] = chosen[name] = str(folder)
+    return chosen
 
 
 def data_dir() -> Path | None:

@@ -43,6 +43,7 @@ METRIC_COLUMNS = ("images", "held-out loss", "PSNR (dB)", "SSIM", "colourfulness
 __all__ = [
     "Comparison",
     "HeldOutMetrics",
+    "PredictedAB",
     "against_baselines",
     "baselines",
     "compare",
@@ -60,15 +61,52 @@ __all__ = [
 # --- predictions -------------------------------------------------------------------------
 
 
-def predict_ab(model: keras.Model, data: PortraitData, indices, batch_size: int = 64):
-    """Scaled a,b predicted for ``indices`` (N, S, S, 2) float32."""
-    outputs = []
-    for start in range(0, len(indices), batch_size):
-        chosen = np.asarray(indices[start : start + batch_size])
-        lightness, _ = data.prepared.model_arrays(chosen)
-        outputs.append(keras.ops.convert_to_numpy(
-            model([lightness, data.embeddings[chosen]], training=False)).astype(np.float32))
-    return np.concatenate(outputs)
+# Images converted and measured at a time: memory stays flat however many are evaluated.
+CHUNK = 64
+
+
+def _check_not_empty(indices) -> np.ndarray:
+    indices = np.asarray(indices)
+    if len(indices) == 0:
+        raise ValueError("no images to evaluate: the index is empty (a split or source with "
+                         "no images?).")
+    return indices
+
+
+def predict_ab(model: keras.Model, data: PortraitData, indices, batch_size: int = CHUNK):
+    """Scaled a,b predicted for ``indices`` (N, S, S, 2) float32, all in memory: for a
+    few images. :class:`PredictedAB` computes them chunk by chunk instead."""
+    return PredictedAB(model, data, indices, batch_size)[:]
+
+
+class PredictedAB:
+    """A model's scaled a,b for ``indices``, computed when sliced: it slices like the
+    (N, S, S, 2) array :func:`predict_ab` returns, but holds no predictions, so measuring
+    a whole set never keeps all of them in memory."""
+
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, model: keras.Model, data: PortraitData, indices,
+                 batch_size: int = CHUNK):
+        self.model, self.data, self.batch_size = model, data, batch_size
+        self.indices = np.asarray(indices)
+        self.shape = (len(self.indices), data.image_size, data.image_size, 2)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, key) -> np.ndarray:
+        chosen = np.atleast_1d(self.indices[key])
+        output = np.empty((len(chosen), *self.shape[1:]), np.float32)
+        for start in range(0, len(chosen), self.batch_size):
+            batch = chosen[start : start + self.batch_size]
+            lightness, _ = self.data.prepared.model_arrays(batch)
+            output[start : start + len(batch)] = keras.ops.convert_to_numpy(self.model(
+                [lightness, self.data.embeddings[batch]], training=False))
+        return output[0] if np.ndim(self.indices[key]) == 0 else output
+
+    def __array__(self, dtype=None, copy=None):
+        return self[:] if dtype is None else self[:].astype(dtype)
 
 
 def _ab_batches(data: PortraitData, indices, size: int = 256):
@@ -93,24 +131,34 @@ def constant_loss(data: PortraitData, indices, value) -> float:
 
 def baselines(count: int, image_size: int, train_mean) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Predictions that need no training for ``count`` images: gray (a = b = 0) everywhere,
-    and the training mean scaled a,b everywhere. Returns {name: (scaled a,b, constant)}."""
+    and the training mean scaled a,b everywhere. Returns {name: (scaled a,b, constant)};
+    the a,b are read-only broadcast views, so they take no memory."""
     shape = (count, image_size, image_size, 2)
     constants = {GRAY: np.zeros(2, np.float32), TRAIN_MEAN: np.asarray(train_mean, np.float32)}
-    return {name: (np.broadcast_to(value, shape).copy(), value)
-            for name, value in constants.items()}
+    return {name: (np.broadcast_to(value, shape), value) for name, value in constants.items()}
 
 
 # --- metrics and tables --------------------------------------------------------------------
 
 
-def measure(data: PortraitData, indices, predicted_ab) -> tuple[dict, dict]:
-    """(per-image metrics, summary with the loss) of predictions for ``indices``."""
-    lightness, truth_ab = data.prepared.model_arrays(np.asarray(indices))
-    truth_rgb = color.model_to_rgb(lightness, truth_ab)
-    predicted_rgb = color.model_to_rgb(lightness, predicted_ab)
-    per_image = metrics.evaluate(truth_rgb, predicted_rgb)
+def measure(data: PortraitData, indices, predicted_ab, chunk: int = CHUNK) -> tuple[dict, dict]:
+    """(per-image metrics, summary with the loss) of predictions for ``indices``.
+
+    ``predicted_ab`` is an array or anything that slices like one (:class:`PredictedAB`);
+    it is read ``chunk`` images at a time."""
+    indices = _check_not_empty(indices)
+    if len(predicted_ab) != len(indices):
+        raise ValueError(f"{len(predicted_ab)} predictions for {len(indices)} images.")
+    parts, squared = [], 0.0
+    for start in range(0, len(indices), chunk):
+        lightness, truth_ab = data.prepared.model_arrays(indices[start : start + chunk])
+        predicted = np.asarray(predicted_ab[start : start + chunk], np.float32)
+        parts.append(metrics.evaluate(color.model_to_rgb(lightness, truth_ab),
+                                      color.model_to_rgb(lightness, predicted)))
+        squared += float(np.square(predicted - truth_ab).sum(dtype=np.float64))
+    per_image = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
     summary = metrics.summarize(per_image)
-    summary["loss"] = float(np.mean(np.square(predicted_ab - truth_ab)))
+    summary["loss"] = squared / (len(indices) * data.image_size ** 2 * 2)
     return per_image, summary
 
 
@@ -135,7 +183,8 @@ class Comparison:
     rows: list[dict]
     per_image: dict[str, dict] = field(default_factory=dict)  # name -> metric arrays
     summaries: dict[str, dict] = field(default_factory=dict)
-    predictions: dict[str, np.ndarray] = field(default_factory=dict)  # name -> scaled a,b
+    # name -> scaled a,b: arrays, broadcast views or PredictedAB (computed when sliced)
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def compare(data: PortraitData, indices, predictions: dict) -> Comparison:
@@ -152,7 +201,7 @@ def against_baselines(model, data: PortraitData, indices, train_mean) -> Compari
     (rows in that order; ``train_mean``: the training images' mean scaled a,b)."""
     predictions = {name: predicted for name, (predicted, _) in
                    baselines(len(indices), data.image_size, train_mean).items()}
-    predictions[TRAINED] = predict_ab(model, data, indices)
+    predictions[TRAINED] = PredictedAB(model, data, indices)
     return compare(data, indices, predictions)
 
 
@@ -231,6 +280,6 @@ class HeldOutMetrics(keras.callbacks.Callback):
         if logs is None:
             return
         _, summary = measure(self.data, self.indices,
-                             predict_ab(self.model, self.data, self.indices))
+                             PredictedAB(self.model, self.data, self.indices))
         for key in ("psnr", "ssim", "colourfulness", "colourfulness_gap", "chroma", "hue"):
             logs[f"val_{key}"] = summary[key]

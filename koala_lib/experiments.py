@@ -32,11 +32,11 @@ import numpy as np
 
 from koala_lib.data.portraits import PortraitData
 from koala_lib.evaluate import (
+    PredictedAB,
     baselines,
     constant_loss,
     mean_ab,
     measure,
-    predict_ab,
     summary_row,
     table_markdown,
 )
@@ -67,7 +67,7 @@ TABLE1 = (Table1Run(1, 4000, 10, 1), Table1Run(2, 100, 10, 1), Table1Run(3, 10, 
 class Table1Result:
     rows: list[dict]
     indices: np.ndarray  # the held-out images measured
-    predictions: dict[str, np.ndarray]  # run name -> scaled a,b for ``indices``
+    predictions: dict[str, np.ndarray]  # run name -> scaled a,b (arrays or PredictedAB)
     per_image: dict[str, dict]
     histories: dict[str, list[dict]]
 
@@ -106,7 +106,7 @@ def run_table1(data: PortraitData, run_root, base: TrainConfig, batch_scale: flo
         seconds = time.perf_counter() - start
         name = f"run {spec.run}: {spec.batch}/{spec.steps}/{spec.epochs}"
         histories[name] = result.history
-        add(name, predict_ab(result.model, data, indices), result.history[-1]["loss"],
+        add(name, PredictedAB(result.model, data, indices), result.history[-1]["loss"],
             batch=spec.batch, steps=spec.steps, epochs=spec.epochs, updates=spec.updates,
             **{"batch as run": how, "report": REPORT_WORDS, "seconds": seconds})
     return Table1Result(rows, indices, predictions, per_image, histories)

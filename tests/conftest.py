@@ -3,8 +3,11 @@ and outputs kept out of tracked files."""
 
 from __future__ import annotations
 
+import http.server
 import os
+import re
 import struct
+import threading
 import zlib
 from dataclasses import replace
 from pathlib import Path
@@ -144,3 +147,60 @@ def ci_data(portrait_folder, mobilenet):
 def small_config(**changes):
     base = CI.train_config(epochs=3, snapshot_images=2)
     return replace(base, **changes)
+
+
+# --- a local mirror of the public portrait hosts --------------------------------------------
+
+
+class PortraitMirror:
+    """Serves the shared portraits at the public hosts' paths on 127.0.0.1, so that the real
+    download code runs end to end (``KOALA_PORTRAIT_MIRROR``). ``missing`` names hosts that
+    answer 404, as an unreachable source would fail."""
+
+    ROUTES = {  # URL path pattern -> (host, folders that may hold the file)
+        re.compile(r"^/unitedstates/images/gh-pages/congress/225x275/(\w+)\.jpg$"):
+            ("github", ("us_congress", "us_congress_grayscale")),
+        re.compile(r"^/api/Members/(\w+)/Thumbnail$"): ("parliament", ("uk_parliament",)),
+    }
+
+    def __init__(self, folder: Path):
+        self.folder, self.missing, self.requests = folder, set(), 0
+        mirror = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (the http.server name)
+                mirror.requests += 1
+                path = mirror.file_for(self.path)
+                if path is None:
+                    self.send_error(404)
+                    return
+                body = path.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Type", "image/jpeg")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def file_for(self, url_path: str) -> Path | None:
+        for pattern, (host, folders) in self.ROUTES.items():
+            match = pattern.match(url_path)
+            if match and host not in self.missing:
+                for folder in folders:
+                    path = self.folder / folder / f"{match.group(1)}.jpg"
+                    if path.is_file():
+                        return path
+        return None
+
+
+@pytest.fixture(scope="session")
+def portrait_mirror(portrait_folder):
+    mirror = PortraitMirror(portrait_folder)
+    yield mirror
+    mirror.server.shutdown()

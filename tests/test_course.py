@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 import json
+import re
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -94,7 +98,7 @@ def test_setup_prints_the_profile_and_the_environment_once(clean_env, capsys, tm
     clean_env.setenv("KOALA_PROFILE", "ci")
     clean_env.setenv("KOALA_CACHE_DIR", str(tmp_path))
     clean_env.setenv("KOALA_FIG_DIR", str(environment.project_root() / "build" / "figures"))
-    settings = course.setup()
+    settings = course.setup(portraits=False)
     out = capsys.readouterr().out.splitlines()
     assert settings.profile == "ci" and len(out) == 2
     assert out[0].startswith("profile ci:") and "mobilenet_v2" in out[0]
@@ -126,3 +130,111 @@ def test_the_course_model_records_its_training_mean_colour(ci_data, tmp_path):
     np.testing.assert_allclose(trained.metadata["train_mean_ab"],
                                evaluate.mean_ab(ci_data, ci_data.indices("train")), rtol=1e-6)
     assert trained.metadata["profile"] == "ci" and trained.metadata["epochs"] == 1
+
+
+# --- Colab: badges, install cells, Drive, uploads ------------------------------------------
+
+NOTEBOOK_FILES = sorted((environment.project_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def repository_url() -> str:
+    import tomllib
+
+    pyproject = tomllib.loads((environment.project_root() / "pyproject.toml").read_text())
+    return pyproject["project"]["urls"]["Repository"]
+
+
+def test_every_notebook_opens_on_a_colab_gpu_runtime():
+    assert len(NOTEBOOK_FILES) == 8
+    for path in NOTEBOOK_FILES:
+        metadata = json.loads(path.read_text())["metadata"]
+        assert metadata.get("accelerator") == "GPU", path.name
+        assert metadata.get("colab", {}).get("gpuType") == "T4", path.name
+
+
+def test_install_cells_and_badges_use_the_one_repository_address():
+    url = repository_url()
+    owner_repo = url.removeprefix("https://github.com/")
+    for path in NOTEBOOK_FILES:
+        cells = json.loads(path.read_text())["cells"]
+        first_code = next("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        assert re.search(rf'%pip install -q "koala(\[\w+\])? @ git\+{re.escape(url)}"',
+                         first_code), path.name
+    readme = (environment.project_root() / "README.md").read_text()
+    badges = re.findall(r"colab\.research\.google\.com/github/([^)\s]+)", readme)
+    assert sorted(badges) == sorted(f"{owner_repo}/blob/main/notebooks/{path.name}"
+                                    for path in NOTEBOOK_FILES)
+
+
+def fake_colab(monkeypatch, tmp_path, uploads=None):
+    """A stand-in for google.colab: drive.mount and files.upload, recorded."""
+    calls = []
+    colab = types.ModuleType("google.colab")
+    colab.drive = types.SimpleNamespace(mount=lambda where: calls.append(("mount", where)))
+    colab.files = types.SimpleNamespace(upload=lambda: calls.append(("upload",)) or uploads)
+    google = types.ModuleType("google")
+    google.colab = colab
+    monkeypatch.setitem(sys.modules, "google", google)
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setattr(course, "DRIVE_MOUNT", tmp_path / "drive")
+    monkeypatch.setattr(course, "DRIVE_FOLDER", tmp_path / "drive" / "MyDrive" / "koala")
+    return calls
+
+
+def test_on_colab_setup_mounts_drive_and_keeps_the_course_folders_there(
+        clean_env, tmp_path, capsys):
+    calls = fake_colab(clean_env, tmp_path)
+    for name in ("KOALA_CACHE_DIR", "KOALA_BUILD_DIR", "KOALA_FIG_DIR"):
+        clean_env.setenv(name, "")  # unset for setup, restored after the test
+    clean_env.setenv("KOALA_PROFILE", "ci")
+    course.setup(portraits=False)
+    drive = tmp_path / "drive" / "MyDrive" / "koala"
+    assert calls == [("mount", str(tmp_path / "drive"))]
+    assert environment.cache_dir() == drive / "cache"
+    assert environment.build_dir() == drive / "build"
+    assert course.model_path("ci").parent == drive / "build" / "models"
+    assert "Google Drive" in capsys.readouterr().out
+
+
+def test_drive_false_and_local_runs_leave_the_folders_alone(clean_env, tmp_path):
+    calls = fake_colab(clean_env, tmp_path)
+    clean_env.setenv("KOALA_BUILD_DIR", str(tmp_path / "mine"))
+    assert course.use_drive(False) is None and calls == []
+    clean_env.delitem(sys.modules, "google.colab")
+    assert course.use_drive("auto") is None  # not on Colab
+    assert environment.build_dir() == tmp_path / "mine"
+
+
+def test_uploads_are_read_from_both_ipywidgets_value_shapes():
+    version_8 = ({"name": "a.jpg", "type": "image/jpeg", "size": 3,
+                  "content": memoryview(b"abc")},)
+    version_7 = {"b.png": {"metadata": {"name": "b.png", "size": 2}, "content": b"xy"}}
+    assert course.uploaded_files(version_8) == [("a.jpg", b"abc")]
+    assert course.uploaded_files(version_7) == [("b.png", b"xy")]
+
+
+def test_the_upload_widget_hands_each_file_to_the_callback(clean_env):
+    received = []
+    box = course.photo_upload(lambda name, content: received.append((name, content)),
+                              "widget")
+    upload = box.children[0]
+    upload.value = ({"name": "photo.jpg", "type": "image/jpeg", "size": 4,
+                     "content": memoryview(b"JPEG"),
+                     "last_modified": datetime.datetime(2026, 1, 1)},)
+    assert received == [("photo.jpg", b"JPEG")]
+    with pytest.raises(ValueError, match="unknown upload method"):
+        course.photo_upload(print, "dropbox")
+
+
+def test_on_colab_the_upload_dialog_is_the_default(clean_env, tmp_path):
+    calls = fake_colab(clean_env, tmp_path, uploads={"old.jpg": b"\xff\xd8"})
+    received = []
+    assert course.photo_upload(lambda *item: received.append(item)) is None
+    assert calls == [("upload",)] and received == [("old.jpg", b"\xff\xd8")]
+
+
+def test_a_missing_model_is_trained_with_a_time_estimate(ci_data):
+    estimate = course.training_estimate(ci_data, course.SETTINGS["ci"])
+    images = len(ci_data.indices("train")) * course.SETTINGS["ci"].epochs
+    assert f"{images:,} images" in estimate and "min" in estimate
+    assert "measured on a 2-core CPU" in estimate

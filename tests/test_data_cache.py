@@ -42,3 +42,19 @@ def test_cache_hits_misses_and_invalidation(tmp_path, random_mobilenet, monkeypa
     assert (cache.hits, len(calls)) == (2, 3)
     assert len(list((tmp_path / "embeddings").glob("*.part*"))) == 0
     assert cache.clear() == 3
+
+
+def test_embeddings_in_chunks_equal_one_pass_and_views_hash_like_arrays(
+        tmp_path, random_mobilenet, ci_data):
+    # Chunks keep memory flat; they must not change a single value or the cache key.
+    view = ci_data.prepared.lightness_view()
+    lightness = ci_data.prepared.lightness(np.arange(5))
+    at_once = random_mobilenet.embed(lightness, chunk=64)
+    chunked = random_mobilenet.embed(lightness, chunk=2)
+    np.testing.assert_allclose(chunked, at_once, rtol=1e-5, atol=1e-4)
+    everything = ci_data.prepared.lightness(np.arange(len(ci_data.prepared)))
+    assert view.shape == everything.shape and len(view) == len(everything)
+    np.testing.assert_array_equal(view[3:7], everything[3:7])
+    cache = EmbeddingCache(tmp_path)
+    assert cache.path_for(random_mobilenet, view) == cache.path_for(random_mobilenet,
+                                                                    everything)

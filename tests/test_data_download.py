@@ -9,10 +9,43 @@ import pytest
 from koala_lib.data import download
 
 
-def test_pinned_checksums_cover_both_sources():
+def test_pinned_checksums_cover_both_sources_and_the_black_and_white_portraits():
     entries = download.pinned_entries()
-    assert {e.source for e in entries} == {"us_congress", "uk_parliament"}
-    assert len(entries) == 2168 and all(len(e.sha256) == 64 for e in entries)
+    counts = {source: sum(e.source == source for e in entries) for source in download.SOURCES}
+    assert counts == {"us_congress": 819, "us_congress_grayscale": 60, "uk_parliament": 1349}
+    assert all(len(e.sha256) == 64 for e in entries)
+
+
+def test_a_mirror_serves_the_public_paths(monkeypatch):
+    monkeypatch.setenv("KOALA_PORTRAIT_MIRROR", "http://127.0.0.1:8123/")
+    urls = download.source_urls()
+    assert urls["us_congress"] == ("http://127.0.0.1:8123/unitedstates/images/gh-pages/"
+                                   "congress/225x275/{id}.jpg")
+    assert urls["uk_parliament"] == "http://127.0.0.1:8123/api/Members/{id}/Thumbnail"
+    monkeypatch.delenv("KOALA_PORTRAIT_MIRROR")
+    assert download.source_urls()["uk_parliament"].startswith("https://members-api.")
+
+
+def test_an_unreachable_source_is_left_out_and_the_others_download(tmp_path, portrait_folder,
+                                                                    capsys):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    entries = [e for e in download.pinned_entries(("us_congress", "us_congress_grayscale"))
+               if e.source == "us_congress_grayscale"][:2]
+    for entry in entries:
+        shutil.copy(portrait_folder / entry.relative, mirror / f"{entry.id}.jpg")
+    urls = {"us_congress_grayscale": mirror.as_uri() + "/{id}.jpg",
+            "uk_parliament": "http://127.0.0.1:9/{id}"}  # nothing listens there
+    dest = tmp_path / "portraits"
+    report = download.download_portraits(
+        dest, ("us_congress_grayscale", "uk_parliament"), base_urls=urls, timeout=2,
+        progress=False)
+    assert (report.downloaded, report.failed) == (2, 58)
+    assert set(report.unreachable) == {"uk_parliament"}
+    assert "uk_parliament portraits are unreachable" in capsys.readouterr().out
+    rows = list(csv.DictReader(open(dest / "manifest.csv")))
+    assert [row["path"] for row in rows] == [e.relative for e in entries]
+    assert {row["mode"] for row in rows} == {"L"}  # black and white: not training images
 
 
 def test_offline_fails_fast_pointing_to_koala_data_dir(tmp_path):

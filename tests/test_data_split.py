@@ -38,3 +38,16 @@ def test_several_images_of_one_person_stay_together(tmp_path):
         assert len(split) % 5 == 0
     with pytest.raises(ValueError, match="fractions"):
         split_by_person(paths, people, fractions=(0.5, 0.5, 0.5))
+
+
+def test_a_source_folder_without_a_manifest_is_not_one_person(tmp_path, capsys):
+    # The GPU check met this: uk_parliament/ alone, its manifest missing. One folder is a
+    # source, not a person: each image is then its own person, and every split gets images.
+    (tmp_path / "uk_parliament").mkdir()
+    for name in range(20):
+        (tmp_path / "uk_parliament" / f"{name}.jpg").write_bytes(b"x")
+    paths = sorted(tmp_path.rglob("*.jpg"))
+    people = person_ids(paths, tmp_path)
+    assert len(set(people)) == 20 and "its own person" in capsys.readouterr().out
+    splits = split_by_person(paths, people, verbose=False)
+    assert all(splits[name] for name in ("train", "val", "test"))

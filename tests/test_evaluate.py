@@ -128,3 +128,26 @@ def test_help_documents_the_protocol():
     for phrase in ("--model PATH", "--size N", "--json OUT", "top square", "8 bits",
                    "PSNR", "SSIM", "colourfulness", "gray (a = b = 0)", "mean a,b"):
         assert phrase in text, phrase
+
+
+def test_measuring_in_chunks_and_lazy_predictions_change_no_number(ci_data):
+    keras.utils.set_random_seed(0)
+    model = build_colorizer(ci_data.image_size, ci_data.embeddings.shape[1])
+    held_out = ci_data.indices("val")[:9]
+    lazy = evaluate.PredictedAB(model, ci_data, held_out, batch_size=4)
+    eager = evaluate.predict_ab(model, ci_data, held_out)
+    assert lazy.shape == eager.shape and len(lazy) == 9
+    np.testing.assert_allclose(lazy[[7, 2]], eager[[7, 2]], atol=1e-5)
+    np.testing.assert_allclose(lazy[3], eager[3], atol=1e-5)
+    per_one, one = evaluate.measure(ci_data, held_out, eager, chunk=64)
+    per_many, many = evaluate.measure(ci_data, held_out, lazy, chunk=2)
+    assert one.keys() == many.keys()
+    for key in one:
+        np.testing.assert_allclose(many[key], one[key], rtol=1e-4, err_msg=key)
+    np.testing.assert_allclose(per_many["psnr"], per_one["psnr"], rtol=1e-4)
+
+
+def test_an_empty_set_of_images_is_a_clear_error(ci_data):
+    gray = np.zeros((0, ci_data.image_size, ci_data.image_size, 2), np.float32)
+    with pytest.raises(ValueError, match="no images to evaluate"):
+        evaluate.measure(ci_data, np.array([], int), gray)

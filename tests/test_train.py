@@ -126,6 +126,30 @@ def test_precision_and_distribution_choices():
         assert plan == "single device"
 
 
+def test_float16_with_clipping_and_accumulation_resumes_to_the_uninterrupted_end(
+        ci_data, tmp_path):
+    # Colab's T4 trains in mixed_float16: loss scaling, clipnorm and micro-batches together,
+    # then a disconnect and a resume. Tiny sizes, on a CPU: the same code path.
+    config = small_config(precision="mixed_float16", clipnorm=1.0, batch_size=8,
+                          max_micro_batch=4, snapshot_images=0)
+    subset = ci_data.indices("train")[:32]
+    whole = train.train(ci_data, config, tmp_path / "whole", train_indices=subset, verbose=0)
+    with pytest.raises(Interrupt):
+        train.train(ci_data, config, tmp_path / "cut", train_indices=subset, verbose=0,
+                    callbacks=[InterruptAt(epoch=1, batch=1)])
+    resumed = train.train(ci_data, config, tmp_path / "cut", train_indices=subset, verbose=0)
+
+    assert whole.precision == resumed.precision == "mixed_float16"
+    assert resumed.resumed_from == 1 and resumed.epochs_done == whole.epochs_done == 3
+    for result in (whole, resumed):
+        assert np.isfinite(result.curve("loss")[1:]).all()
+        assert np.isfinite(result.curve("val_loss")).all()
+    assert whole.curve("val_loss")[-1] < whole.curve("val_loss")[0]
+    np.testing.assert_allclose(resumed.curve("val_loss"), whole.curve("val_loss"), rtol=1e-3)
+    for mine, theirs in zip(resumed.model.get_weights(), whole.model.get_weights(), strict=True):
+        np.testing.assert_allclose(mine, theirs, atol=1e-3)
+
+
 def test_mixed_precision_keeps_the_output_in_float32(ci_data, tmp_path):
     config = small_config(epochs=1, steps_per_epoch=2, precision="mixed_bfloat16",
                           snapshot_images=0)

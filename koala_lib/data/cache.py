@@ -18,11 +18,14 @@ import numpy as np
 from koala_lib.environment import cache_dir
 
 
-def embedding_key(extractor, lightness) -> str:
-    lightness = np.ascontiguousarray(lightness)
+def embedding_key(extractor, lightness, chunk: int = 256) -> str:
+    """The hash of the extractor's fingerprint and the lightness values, read ``chunk``
+    images at a time (an array or a view that slices like one: the same key for both)."""
     digest = hashlib.sha256(extractor.fingerprint.encode())
-    digest.update(f"{lightness.shape}|{lightness.dtype}".encode())
-    digest.update(lightness.data)
+    shape = (len(lightness), *lightness.shape[1:])
+    digest.update(f"{shape}|{np.dtype(lightness.dtype)}".encode())
+    for start in range(0, len(lightness), chunk):
+        digest.update(np.ascontiguousarray(lightness[start : start + chunk]).data)
     return digest.hexdigest()
 
 

@@ -1,18 +1,26 @@
 """The public portrait sets, downloaded on first use (Colab), checked and cached.
 
-=================  =====================================================  ==================
-source             where                                                  licence
-=================  =====================================================  ==================
-``us_congress``    the ``unitedstates/images`` repository, congress/225x275  public domain
-``uk_parliament``  UK Parliament members' official portrait thumbnails     CC BY 3.0
-=================  =====================================================  ==================
+=========================  ===============================================  ==================
+source                     where                                            licence
+=========================  ===============================================  ==================
+``us_congress``            the ``unitedstates/images`` repository,          public domain
+                           congress/225x275
+``us_congress_grayscale``  the same, the 60 published in black and white    public domain
+``uk_parliament``          UK Parliament members' official portrait         CC BY 3.0
+                           thumbnails
+=========================  ===============================================  ==================
 
 Every file is checked against the sha256 of the copy this course was built with
 (``portrait_checksums.csv``), so a notebook's numbers come from the same pixels everywhere.
 A file that changed upstream is reported and left out, never used silently
 (``verify=False`` accepts whatever the servers send). Files already in the folder with the
-right checksum are not fetched again. Without a network the first request fails within
-``timeout`` seconds with a message that points to ``KOALA_DATA_DIR``.
+right checksum are not fetched again.
+
+One request per source comes first: a source that does not answer is reported and left out,
+and the course goes on with the others; only when none answers does the download fail (within
+``timeout`` seconds) with a message that points to ``KOALA_DATA_DIR``.
+``KOALA_PORTRAIT_MIRROR`` (an address such as ``http://127.0.0.1:8000``) fetches the same
+paths from a mirror instead of the public hosts: the tests serve one.
 """
 
 from __future__ import annotations
@@ -20,24 +28,43 @@ from __future__ import annotations
 import csv
 import hashlib
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from koala_lib import environment
+
+_CONGRESS = "https://raw.githubusercontent.com/unitedstates/images/gh-pages/congress/225x275/{id}.jpg"
+_CONGRESS_LICENCE = ("public domain (US Government Printing Office)",
+                     "U.S. Government Printing Office")
+# source -> (URL pattern, licence, attribution, image mode)
 SOURCES = {
-    "us_congress": (
-        "https://raw.githubusercontent.com/unitedstates/images/gh-pages/congress/225x275/{id}.jpg",
-        "public domain (US Government Printing Office)",
-        "U.S. Government Printing Office",
-    ),
+    "us_congress": (_CONGRESS, *_CONGRESS_LICENCE, "RGB"),
+    "us_congress_grayscale": (_CONGRESS, *_CONGRESS_LICENCE, "L"),
     "uk_parliament": (
         "https://members-api.parliament.uk/api/Members/{id}/Thumbnail",
         "CC BY 3.0",
         "© UK Parliament (CC BY 3.0)",
+        "RGB",
     ),
 }
+
+
+def source_urls(base_urls: dict[str, str] | None = None, sources=tuple(SOURCES)
+                ) -> dict[str, str]:
+    """Each source's URL pattern: ``base_urls``' if given, else the public one, moved to
+    ``KOALA_PORTRAIT_MIRROR``'s host (same path) when that is set."""
+    mirror = environment.current().portrait_mirror.rstrip("/")
+    urls = {}
+    for name in sources:
+        pattern = SOURCES[name][0]
+        if mirror:
+            pattern = mirror + urllib.parse.urlsplit(pattern).path
+        urls[name] = (base_urls or {}).get(name, pattern)
+    return urls
 
 
 @dataclass(frozen=True)
@@ -75,6 +102,20 @@ class DownloadReport:
     cached: int = 0
     changed_upstream: int = 0
     failed: int = 0
+    unreachable: dict[str, str] = field(default_factory=dict)  # source -> the error
+
+
+def _unreachable_sources(todo: list[Entry], urls: dict[str, str], timeout: float
+                         ) -> dict[str, str]:
+    """One request per source that has files to fetch: {source: error} for those that fail."""
+    failed = {}
+    for source in dict.fromkeys(entry.source for entry in todo):
+        first = next(entry for entry in todo if entry.source == source)
+        try:
+            _fetch(urls[source].format(id=first.id), timeout)
+        except (urllib.error.URLError, TimeoutError, OSError) as error:
+            failed[source] = str(error)
+    return failed
 
 
 def download_portraits(dest, sources=tuple(SOURCES), limit: int | None = None,
@@ -84,6 +125,8 @@ def download_portraits(dest, sources=tuple(SOURCES), limit: int | None = None,
     """Fetch the portraits into ``dest/<source>/<id>.jpg`` and write ``dest/manifest.csv``.
 
     ``base_urls`` replaces a source's URL pattern (``{id}`` is filled in): for a mirror.
+    A source that does not answer is left out (``report.unreachable``); when no source
+    answers, ConnectionError.
     """
     from tqdm.auto import tqdm
 
@@ -92,7 +135,7 @@ def download_portraits(dest, sources=tuple(SOURCES), limit: int | None = None,
         raise ValueError(f"unknown sources {sorted(unknown)}: choose from {sorted(SOURCES)}.")
     dest = Path(dest)
     entries = pinned_entries(sources)[:limit]
-    urls = {name: (base_urls or {}).get(name, SOURCES[name][0]) for name in sources}
+    urls = source_urls(base_urls, sources)
     report = DownloadReport(dest)
 
     def wanted(entry: Entry) -> bool:
@@ -103,16 +146,19 @@ def download_portraits(dest, sources=tuple(SOURCES), limit: int | None = None,
         return True
 
     todo = [entry for entry in entries if wanted(entry)]
-    if todo:  # one request first: offline, fail fast with advice instead of 2,000 errors
-        first = todo[0]
-        try:
-            _fetch(urls[first.source].format(id=first.id), timeout)
-        except (urllib.error.URLError, TimeoutError, OSError) as error:
-            raise ConnectionError(
-                f"cannot download the {first.source} portraits ({error}). Offline? Point "
-                f"KOALA_DATA_DIR at a local folder of portraits instead, e.g. "
-                f"KOALA_DATA_DIR=../shared/data/portraits."
-            ) from error
+    # One request a source first: offline, fail fast with advice instead of 2,000 errors.
+    report.unreachable = _unreachable_sources(todo, urls, timeout)
+    if report.unreachable and len(report.unreachable) == len({e.source for e in todo}) \
+            and not report.cached:
+        source, error = next(iter(report.unreachable.items()))
+        raise ConnectionError(
+            f"cannot download the {source} portraits ({error}). Offline? Point "
+            f"KOALA_DATA_DIR at a local folder of portraits instead, e.g. "
+            f"KOALA_DATA_DIR=../shared/data/portraits."
+        )
+    for source, error in report.unreachable.items():
+        print(f"The {source} portraits are unreachable ({error}): going on without them.")
+    todo = [entry for entry in todo if entry.source not in report.unreachable]
 
     def get(entry: Entry) -> str:
         try:
@@ -137,10 +183,11 @@ def download_portraits(dest, sources=tuple(SOURCES), limit: int | None = None,
     dest.mkdir(parents=True, exist_ok=True)
     with (dest / "manifest.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["path", "source", "person_id", "license", "attribution"])
+        writer.writerow(["path", "source", "person_id", "mode", "license", "attribution"])
         for entry in present:
-            _, licence, attribution = SOURCES[entry.source]
-            writer.writerow([entry.relative, entry.source, entry.person_id, licence, attribution])
+            _, licence, attribution, mode = SOURCES[entry.source]
+            writer.writerow([entry.relative, entry.source, entry.person_id, mode, licence,
+                             attribution])
     if progress:
         print(f"{len(present)} portraits in {dest}: {report.downloaded} downloaded, "
               f"{report.cached} already there, {report.changed_upstream} changed upstream "

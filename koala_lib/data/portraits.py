@@ -72,7 +72,7 @@ class PortraitData:
 
 def embed_prepared(prepared: PreparedSet, extractor, progress: bool = True) -> np.ndarray:
     """Embeddings of every prepared image, from its stored L (cached on disk)."""
-    return EmbeddingCache().embeddings(extractor, prepared.lightness(np.arange(len(prepared))),
+    return EmbeddingCache().embeddings(extractor, prepared.lightness_view(),
                                        verbose=int(progress))
 
 
@@ -101,6 +101,12 @@ def load_portraits(extractor, folder=None, image_size: int = 224, images: int | 
     people = person_ids(report.kept, folder)
     split_paths = split_by_person(report.kept, people, fractions=tuple(fractions), seed=seed,
                                   verbose=progress)
+    empty = [name for name, paths in split_paths.items() if not paths]
+    if empty:
+        raise ValueError(f"the split by person left {', '.join(empty)} empty: "
+                         f"{len(set(people))} persons in {len(report.kept)} usable images of "
+                         f"{folder}. Add images of more persons (or person ids in a "
+                         "manifest.csv).")
     prepared = prepare(report.kept, image_size, root=folder, progress=progress)
     position = {name: i for i, name in enumerate(prepared.names)}
     splits = {name: np.array(sorted(position[p.relative_to(folder).as_posix()] for p in paths),

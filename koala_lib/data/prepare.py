@@ -64,6 +64,11 @@ class PreparedSet:
         """L in [0, 100], (B, S, S, 1) float32: the classifier's input."""
         return np.asarray(self.packed_l[indices], np.float32) * (color.L_MAX / 255.0)
 
+    def lightness_view(self) -> LightnessView:
+        """Every image's L as :meth:`lightness` gives it, converted only when sliced: what
+        the embedding reads chunk by chunk without holding the whole set in memory."""
+        return LightnessView(self)
+
     def model_arrays(self, indices) -> tuple[np.ndarray, np.ndarray]:
         """(scaled L (B, S, S, 1), scaled a,b (B, S, S, 2)) float32: the colorizer's data."""
         lab = color.unpack_lab(self.packed_l[indices], self.packed_ab[indices])
@@ -75,6 +80,23 @@ class PreparedSet:
 
     def disk_bytes(self) -> int:
         return sum(path.stat().st_size for path in self.folder.iterdir())
+
+
+class LightnessView:
+    """``prepared.lightness`` for all images, array-like (``len``, ``shape``, ``dtype``,
+    slicing) but converted to float32 only for the slice asked for."""
+
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, prepared: PreparedSet):
+        self.prepared = prepared
+        self.shape = tuple(prepared.packed_l.shape)
+
+    def __len__(self) -> int:
+        return len(self.prepared)
+
+    def __getitem__(self, indices) -> np.ndarray:
+        return self.prepared.lightness(indices)
 
 
 def cache_key(paths, size: int) -> str:

@@ -19,17 +19,26 @@ SPLITS = ("train", "val", "test")
 
 
 def person_ids(paths, root) -> list[str]:
-    """One person id per path: manifest ``person_id``, else parent folder, else file stem."""
+    """One person id per path: manifest ``person_id``, else parent folder, else file stem.
+
+    Folders stand for persons only where there are at least three of them: a folder such as
+    ``uk_parliament/`` with no manifest is a source, not a person, and one "person" could
+    not be split three ways. Then each image is its own person (said in one line).
+    """
     root = Path(root)
     by_path = {row["path"]: row.get("person_id", "") for row in read_manifest(root)}
-    ids = []
-    for path in paths:
-        relative = Path(path).resolve().relative_to(root.resolve()).as_posix()
-        person = by_path.get(relative)
-        if not person:
-            parent = Path(relative).parent
-            person = parent.as_posix() if parent != Path(".") else Path(relative).stem
-        ids.append(person)
+    relatives = [Path(path).resolve().relative_to(root.resolve()) for path in paths]
+    ids = [by_path.get(relative.as_posix()) or "" for relative in relatives]
+    unknown = [i for i, person in enumerate(ids) if not person]
+    folders = {relatives[i].parent.as_posix() for i in unknown}
+    by_folder = len(folders - {"."}) >= len(SPLITS)
+    if unknown and not by_folder and len(folders - {"."}) > 0:
+        print(f"No person ids for {len(unknown)} images and only {len(folders)} folder(s): "
+              "each image counts as its own person (add a manifest.csv with person_id to "
+              "keep a person's images together).")
+    for i in unknown:
+        parent = relatives[i].parent
+        ids[i] = parent.as_posix() if by_folder and parent != Path(".") else relatives[i].stem
     return ids
 
 

@@ -1,0 +1,168 @@
+"""What each notebook records when the tests (or ``make gpu-check``) run it.
+
+The teaching notebooks carry no test harness: :func:`with_record` writes a copy of a
+notebook with one cell appended that records the values named in :data:`RECORDED` as JSON
+under ``<build>/results/<notebook>.json`` (``koala_lib.course.record_results``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+
+# What each notebook records: keyword arguments of course.record_results, evaluated in the
+# executed notebook's namespace by one cell that the test appends, so that the harness
+# stays out of the teaching notebooks.
+RECORDED = {
+    "01_lab_color_space": """
+        profile=settings.profile,
+        portrait=portrait.name,
+        red_lab=primary_lab[0],
+        gray_max_l_change=l_change,
+        gray_max_chroma=gray_chroma,
+        float_round_trip_max_rgb_diff=float_max_diff,
+        packed_lab_mean_delta_e=delta_e_8bit.mean(),
+        n_mean_portraits=len(portraits),
+        global_mean_ab=global_mean_ab,
+        face_mean_ab=face_mean_ab,
+        mean_pixel_chroma=mean_pixel_chroma,
+        candidates=scores,
+    """,
+    "02_portrait_dataset": """
+        profile=settings.profile,
+        files=len(all_files),
+        image_files=len(image_files),
+        cleaned_files=len(files),
+        cleaning=report.counts(),
+        messy_reasons={item.path.name: item.reason for item in messy_report.skipped},
+        messy_kept=sorted(path.name for path in messy_report.kept),
+        mean_ab=mean_ab,
+        warm_fraction=float(warm.mean()),
+        split_sizes={name: len(paths) for name, paths in splits.items()},
+        split_persons={name: len(p) for name, p in persons.items()},
+        persons_in_two_splits=len(overlap),
+        prepared_images=len(prepared),
+        prepared_size=settings.prepared_size,
+        cache_megabytes=megabytes,
+        cache_reopen_seconds=second_seconds,
+        feeder_batch_shapes=[list(batch_l.shape), list(batch_embedding.shape),
+                             list(batch_ab.shape)],
+        video_frames=len(frames),
+    """,
+    "03_encoder": """
+        profile=settings.profile,
+        image_size=IMAGE_SIZE,
+        output_shape=list(ours.shape[1:]),
+        encoder_parameters=step_by_step.count_params(),
+        library_parameters=library_encoder.count_params(),
+        max_difference_to_library=max_difference,
+        active_fraction_conv8=float((maps[2] > 0).mean()),
+    """,
+    "04_inception_fusion": """
+        profile=settings.profile,
+        extractor=extractor.name,
+        weights=extractor.weights_name,
+        embedding_dim=int(D),
+        colour_top1={name: top[0][0] for name, top in colour_top.items()},
+        gray_top1={name: top[0][0] for name, top in gray_top.items()},
+        logits_range=[float(embedding.min()), float(embedding.max())],
+        volume_shape=list(volume.shape[1:]),
+        fused_shape=list(fused.shape[1:]),
+        fusion_parameters=fusion.count_params(),
+        fusion_broadcast_max_difference=fusion_difference,
+        fusion_by_hand_max_difference=by_hand_difference,
+        macs_tiled=tiled_macs,
+        macs_broadcast=broadcast_macs,
+        cache_portraits=len(portraits),
+        cache_compute_seconds=compute_seconds,
+        cache_load_seconds=load_seconds,
+        cache_hits=cache.hits,
+        cache_misses=cache.misses,
+    """,
+    "05_decoder_and_model": """
+        profile=settings.profile,
+        decoder_parameters=library_decoder.count_params(),
+        decoder_max_difference_to_library=decoder_difference,
+        total_parameters=colorizer.count_params(),
+        parts=parts,
+        report_loss=ours,
+        keras_mse=keras_mse,
+        overfit_size=OVERFIT_SIZE,
+        overfit_steps=OVERFIT_STEPS,
+        overfit_first_loss=losses[0],
+        overfit_best_loss=losses.min(),
+        overfit_last_loss=losses[-1],
+        overfit_plateau_step=plateau,
+        overfit_delta_e=overfit_delta_e,
+        gray_delta_e=gray_delta_e,
+        comparison_best_loss={name: curve.min() for name, curve in comparison.items()},
+        comparison_last_loss={name: curve[-1] for name, curve in comparison.items()},
+        extractor=extractor.name,
+    """,
+    "06_training_on_gpu": """
+        profile=settings.profile,
+        backend=keras.backend.backend(),
+        images=len(data.prepared),
+        image_size=config.image_size,
+        splits={name: len(indices) for name, indices in data.splits.items()},
+        extractor=data.extractor["name"],
+        epochs=result.epochs_done,
+        batch_size=config.batch_size,
+        precision=result.precision,
+        images_per_second=result.images_per_second,
+        val_loss_before=first_val,
+        val_loss_after=last_val,
+        train_loss_last=result.history[-1]["loss"],
+        held_out_trained=trained,
+        held_out_gray=gray,
+        snapshots=len(result.snapshots),
+        checkpoint_exists=(run_dir / f"checkpoint-epoch{result.epochs_done:03d}.keras").is_file(),
+        model_file=model_file.name,
+        model_metadata=model_file.with_suffix(".json").is_file(),
+        by_hand_val_loss=by_hand_loss,
+        library_val_loss=library_loss,
+        rerun_trained_nothing=again.resumed_from == again.epochs_done == result.epochs_done,
+    """,
+    "07_reproduce_table1": """
+        profile=settings.profile,
+        backend=keras.backend.backend(),
+        image_size=IMAGE_SIZE,
+        batch_scale=BATCH_SCALE,
+        held_out_images=len(table1.indices),
+        table1=table1.rows,
+        table_markdown=markdown_path.name,
+        epochs_curve={"epochs": curve.epochs_done,
+"val_loss": curve.curve("val_loss").tolist(),
+"val_psnr": curve.curve("val_psnr").tolist(),
+"val_chroma": curve.curve("val_chroma").tolist()},
+        sources=source_rows,
+        overfit_before=overfit.history[0]["val_loss"],
+        overfit_after=overfit.history[-1]["val_loss"],
+    """,
+    "08_evaluate_and_colorize": """
+        profile=settings.profile,
+        backend=keras.backend.backend(),
+        model=model_file.name,
+        test_images=len(test),
+        evaluation=comparison.rows,
+        protocol=metrics.PROTOCOL,
+        black_and_white_written=len(report.written),
+        black_and_white_skipped=len(report.skipped),
+        black_and_white_sizes_kept=all(
+Image.open(source).size == Image.open(target).size for source, target in report.written),
+        your_photo_shape_in=list(photo.shape),
+        your_photo_shape_out=list(your_result.shape),
+    """,
+}
+
+
+def with_record(notebook: Path, destination: Path) -> Path:
+    """Write ``notebook`` with its recording cell appended to ``destination``."""
+    copy = nbformat.read(notebook, as_version=4)
+    copy.cells.append(nbformat.v4.new_code_cell(
+        "from koala_lib.course import record_results\n\n"
+        f"record_results({notebook.stem!r}, {RECORDED[notebook.stem].strip()})"))
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(copy, destination)
+    return destination
