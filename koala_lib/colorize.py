@@ -125,13 +125,10 @@ def load_trained(path, extractor=None) -> tuple[TrainedColorizer, object]:
     if missing:
         raise ValueError(f"{info_path.name} describes no extractor {', '.join(missing)}.")
     if extractor is None:
-        if wanted["weights"] == "random":
-            raise ValueError(
-                f"{path.name} was trained on embeddings of {wanted['name']} with random "
-                f"weights (fingerprint {wanted['fingerprint'][:12]}): a new random network "
-                f"cannot reproduce them. Pass that same extractor object "
-                f"(load_trained(path, extractor=...)), or train with real weights.")
-        extractor = load_extractor(wanted["name"], wanted["weights"], verbose=False)
+        # Random weights are seeded (features.RANDOM_WEIGHTS_SEED): rebuilt here, they match
+        # on the same backend; the fingerprint check below refuses them where they do not.
+        weights = None if wanted["weights"] == "random" else wanted["weights"]
+        extractor = load_extractor(wanted["name"], weights, verbose=False)
     if extractor.name != wanted["name"] or extractor.fingerprint != wanted["fingerprint"]:
         same_name = extractor.name == wanted["name"]
         raise ValueError(

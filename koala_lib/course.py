@@ -271,8 +271,9 @@ def save_course_model(result, data, profile: str, **metadata) -> Path:
 def training_estimate(data, settings: CourseSettings) -> str:
     """How long notebook 06's training takes for ``settings``, from its rate setting."""
     images = len(data.indices("train")) * settings.epochs
-    minutes = images / settings.train_images_per_s / 60
-    return (f"about {max(minutes, 0.1):.1f} min: {images:,} images "
+    seconds = images / settings.train_images_per_s
+    duration = f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+    return (f"about {duration}: {images:,} images "
             f"({settings.epochs} epochs) at about {settings.train_images_per_s:g} images/s, "
             f"{settings.train_rate_basis}")
 

@@ -222,7 +222,8 @@ def torchvision_mobilenet_v2(weights_file=None) -> keras.Model:
 class FeatureExtractor:
     """A frozen classifier that maps lightness to a 1000-d embedding (logits)."""
 
-    def __init__(self, name: str = "mobilenet_v2", weights="torchvision"):
+    def __init__(self, name: str = "mobilenet_v2", weights="torchvision",
+                 seed: int = RANDOM_WEIGHTS_SEED):
         if name not in EXTRACTORS:
             raise ValueError(f"unknown extractor {name!r}: choose from {sorted(EXTRACTORS)}.")
         self.spec = EXTRACTORS[name]
@@ -236,7 +237,7 @@ class FeatureExtractor:
             self.normalisation = "torchvision"
         elif weights is None or weights == "imagenet" or Path(str(weights)).is_file():
             if weights is None:  # seeded: every process builds the same untrained network
-                keras.utils.set_random_seed(RANDOM_WEIGHTS_SEED)
+                keras.utils.set_random_seed(seed)
             builder = getattr(keras.applications, self.spec.builder)
             self.model = builder(weights=weights, classifier_activation=None)
         else:
