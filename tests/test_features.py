@@ -20,7 +20,8 @@ def test_class_names_are_imagenet_in_keras_order():
 def test_offline_weights_are_torchvisions_file():
     path = features.offline_mobilenet_v2_file()
     assert path.name == "mobilenet_v2-b0353104.pth"
-    assert features._sha256(path).startswith("b0353104")
+    assert features._sha256(path) == features.OFFLINE_SHA256
+    assert features.OFFLINE_SHA256.startswith("b0353104")  # torchvision names files by it
 
 
 def test_a_wrong_weights_file_is_refused(tmp_path):
@@ -28,6 +29,20 @@ def test_a_wrong_weights_file_is_refused(tmp_path):
     impostor.write_bytes(b"not the weights")
     with pytest.raises(ValueError, match="refusing weights"):
         features.torchvision_mobilenet_v2(impostor)
+
+
+def test_a_weights_file_matching_only_the_first_hash_digits_is_refused(tmp_path, monkeypatch):
+    impostor = tmp_path / "mobilenet_v2-b0353104.pth"
+    impostor.write_bytes(b"not the weights")
+    found = features._sha256(impostor)
+    # The first 8 hex digits (all that the file name promises) agree; a later one differs.
+    expected = found[:8] + ("0" if found[8] != "0" else "1") + found[9:]
+    monkeypatch.setattr(features, "OFFLINE_SHA256", expected)
+    with pytest.raises(ValueError, match="refusing weights") as refused:
+        features._check_offline_file(impostor)
+    message = str(refused.value)
+    assert str(impostor) in message and expected in message and found in message
+    assert "delete it" in message.lower()
 
 
 def test_converted_mobilenet_classifies_real_photos(mobilenet):
