@@ -1,7 +1,9 @@
-"""Benchmark: peak memory of embedding the portrait set, and of the same set 4 times over.
+"""Benchmark: peak memory of embedding the portrait set (and the same set 4 times over), and
+bytes a pixel of colorizing a 24-megapixel photo.
 
     KOALA_DATA_DIR=../shared/data/portraits .venv/bin/python benchmarks/memory.py
     KOALA_DATA_DIR=... python benchmarks/memory.py --images 256 --repeats 1 4   # a quick look
+    python benchmarks/memory.py --repeats --colorize-megapixels 24 48         # colorizing only
 
 Colab's free tier has about 12.7 GB of RAM. Embedding walks the whole set, so it must work in
 chunks: its peak must not grow with the number of images. Each case runs in a fresh process
@@ -25,6 +27,7 @@ import tempfile
 import time
 
 TARGET_GB = 3.0
+TARGET_BYTES_PER_PIXEL = 40  # colorizing: 24 MP in about 1 GB, 48 MP within Colab's 12.7 GB
 
 
 def _rss_gb(kind: str = "peak") -> float:
@@ -87,21 +90,97 @@ def child(args) -> dict:
     }
 
 
+def _high_water_gb(reset: bool = False) -> float:
+    """The process's peak RSS since the last reset (Linux's VmHWM; ``clear_refs`` 5 resets it)."""
+    if reset:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    with open("/proc/self/status") as handle:
+        line = next(line for line in handle if line.startswith("VmHWM"))
+    return int(line.split()[1]) * 1024 / 1e9
+
+
+def colorize_child(args) -> dict:
+    """Colorize ``args.photo`` through the command line's path (read, predict, merge, write)
+    with an untrained 224-pixel model on random MobileNetV2 embeddings (the same arrays and
+    time as trained ones); the peak above the warmed-up process, per pixel."""
+    import keras
+    import numpy as np
+    from PIL import Image
+
+    from koala_lib import colorize
+    from koala_lib.features import FeatureExtractor
+    from koala_lib.model import build_colorizer
+
+    extractor = FeatureExtractor("mobilenet_v2", None)
+    with tempfile.TemporaryDirectory() as scratch:
+        path = colorize.save_trained(build_colorizer(224), f"{scratch}/model.keras", extractor,
+                                     image_size=224)
+        trained, extractor = colorize.load_trained(path, extractor)
+        colorize.colorize_rgb(trained, extractor, np.zeros((300, 400, 3), np.uint8))  # warm up
+        with Image.open(args.photo) as image:
+            pixels = image.width * image.height
+        before = _high_water_gb(reset=True)
+        start = time.perf_counter()
+        report = colorize.colorize_files([args.photo], f"{scratch}/out", trained, extractor,
+                                         progress=False)
+        seconds = time.perf_counter() - start
+        peak = _high_water_gb()
+        assert len(report.written) == 1, report.summary()
+    return {"megapixels": round(pixels / 1e6, 1), "seconds": round(seconds, 1),
+            "rss_before_gb": round(before, 3), "peak_rss_gb": round(peak, 3),
+            "bytes_per_pixel": round((peak - before) * 1e9 / pixels, 1),
+            "backend": keras.backend.backend()}
+
+
+def _photo(folder: str, megapixels: float) -> str:
+    """A 3:2 JPEG of ``megapixels`` that looks like a photo to the codec (gradients, noise)."""
+    import numpy as np
+    from PIL import Image
+
+    height = int(round((megapixels * 1e6 / 1.5) ** 0.5))
+    width = int(round(height * 1.5))
+    rng = np.random.default_rng(0)
+    rows = np.linspace(0, 1, height, dtype=np.float32)[:, None]
+    cols = np.linspace(0, 1, width, dtype=np.float32)[None, :]
+    channels = [rows * cols, rows * (1 - cols), (1 - rows) * cols]
+    image = np.empty((height, width, 3), np.uint8)
+    for i, channel in enumerate(channels):
+        noise = rng.integers(0, 24, (height, width), dtype=np.uint8)
+        image[..., i] = (channel * 230).astype(np.uint8) + noise
+    path = f"{folder}/photo_{megapixels:g}mp.jpg"
+    Image.fromarray(image).save(path, quality=90)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--extractor", default="inception_resnet_v2")
     parser.add_argument("--size", type=int, default=224, help="prepared image size")
     parser.add_argument("--images", type=int, default=None, help="first N portraits (all)")
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--repeats", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--repeats", type=int, nargs="*", default=[1, 4],
+                        help="embedding cases (none: skip embedding)")
+    parser.add_argument("--colorize-megapixels", type=float, nargs="*", default=[24],
+                        help="photo sizes to colorize (none: skip colorizing)")
     parser.add_argument("--repeat", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--photo", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args)))
+        print(json.dumps(colorize_child(args) if args.photo else child(args)))
         return
 
-    prepared = _prepared(args.size, args.images)  # once, so the cases only embed
+    colorizing = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for megapixels in args.colorize_megapixels:
+            command = [sys.executable, __file__, "--child", "--photo", _photo(scratch, megapixels)]
+            output = subprocess.run(command, capture_output=True, text=True, check=False)
+            if output.returncode != 0:
+                sys.exit(f"colorizing {megapixels} MP failed:\n{output.stderr[-3000:]}")
+            colorizing.append(json.loads(output.stdout.strip().splitlines()[-1]))
+            print(json.dumps(colorizing[-1]), file=sys.stderr, flush=True)
+    prepared = _prepared(args.size, args.images) if args.repeats else None
     cases = []
     for repeat in args.repeats:
         command = [sys.executable, __file__, "--child", "--repeat", str(repeat),
@@ -117,15 +196,19 @@ def main() -> None:
     from koala_lib.environment import package_versions
 
     print(json.dumps({
-        "benchmark": "memory: embedding the portrait set",
+        "benchmark": "memory: embedding the portrait set; colorizing large photos",
         "extractor": f"{args.extractor} (random weights), input 299x299"
                      if args.extractor == "inception_resnet_v2" else args.extractor,
-        "prepared_images": len(prepared), "prepared_size": args.size,
+        "prepared_images": len(prepared) if prepared else 0, "prepared_size": args.size,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "versions": package_versions(("keras", "numpy", "tensorflow", "jax")),
         "target_peak_gb": TARGET_GB,
         "cases": cases,
         "all_under_target": all(case["peak_rss_gb"] <= TARGET_GB for case in cases),
+        "colorize_target_bytes_per_pixel": TARGET_BYTES_PER_PIXEL,
+        "colorize": colorizing,
+        "colorize_under_target": all(case["bytes_per_pixel"] <= TARGET_BYTES_PER_PIXEL
+                                     for case in colorizing),
     }, indent=2))
 
 

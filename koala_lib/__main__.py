@@ -74,6 +74,16 @@ def _load_model(path):
     return trained, extractor
 
 
+def _is_evaluation_json(path: Path) -> bool:
+    import json
+
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(value, dict) and {"rows", "protocol"} <= value.keys()
+
+
 def run_evaluate(args) -> int:
     import json
 
@@ -83,6 +93,12 @@ def run_evaluate(args) -> int:
         raise FileNotFoundError(f"{args.folder} is not a folder of photos.")
     if args.size is not None and (args.size <= 0 or args.size % 8):
         raise ValueError(f"--size must be a positive multiple of 8, got {args.size}.")
+    if args.json and args.json.exists() and not _is_evaluation_json(args.json):
+        raise ValueError(f"--json {args.json} exists and is not an earlier evaluation's "
+                         "output: name a new file (it is never overwritten).")
+    if not args.model.is_file():
+        raise FileNotFoundError(f"no trained model at {args.model} (--model): name a .keras "
+                                "file saved by notebook 06, with its .json beside it.")
     trained, extractor = _load_model(args.model)
     result = evaluate_folder(args.folder, trained, extractor, image_size=args.size,
                              progress=not args.quiet)
@@ -97,7 +113,23 @@ def run_evaluate(args) -> int:
     return 0
 
 
+def check_colorize_arguments(args) -> None:
+    """What can be checked before the model loads (which takes seconds): the output folder,
+    the inputs, the batch size."""
+    if args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"--out {args.out} is a file, not a folder: name a new folder (it is "
+                         "created) or an existing one; nothing in it is overwritten.")
+    if not any(path.exists() for path in args.inputs):
+        raise FileNotFoundError(f"none of the inputs exists: {', '.join(map(str, args.inputs))}")
+    if args.batch_size <= 0:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    if args.model is not None and not args.model.is_file():
+        raise FileNotFoundError(f"no trained model at {args.model} (--model): name a .keras "
+                                "file saved by notebook 06, with its .json beside it.")
+
+
 def run_colorize(args) -> int:
+    check_colorize_arguments(args)  # before the imports: Keras takes seconds to start
     from koala_lib import colorize, course
 
     trained, extractor = _load_model(args.model or course.default_model_path())
@@ -114,9 +146,13 @@ def main(argv=None) -> int:
     command = {"colorize": run_colorize, "evaluate": run_evaluate}[args.command]
     try:
         return command(args)
-    except (FileNotFoundError, ValueError, ConnectionError) as error:
+    except (OSError, ValueError) as error:  # FileNotFoundError, ConnectionError included
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted (files written so far are complete: none is half-written).",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -36,6 +36,9 @@ from koala_lib.data.portraits import extractor_description
 from koala_lib.model import DOWNSAMPLING, build_colorizer, load_colorizer
 
 MAX_ASPECT = 4  # the longer side is at most this many times the model's size
+# Full-resolution pixels converted at a time: the float64 temporaries of colour conversion
+# (about 100 bytes a pixel) stay near 100 MB whatever the photo's size.
+STRIP_PIXELS = 1 << 20
 SUFFIX = "_colorized.png"
 
 __all__ = [
@@ -43,7 +46,9 @@ __all__ = [
     "TrainedColorizer",
     "colorize_files",
     "colorize_rgb",
+    "full_lightness",
     "load_trained",
+    "merge_full_resolution",
     "model_size_for",
     "save_trained",
 ]
@@ -98,11 +103,55 @@ def _plain(value):
     return str(value)
 
 
+def _read_metadata(info_path: Path) -> dict:
+    """The model's description, checked: every problem names the file and the fix."""
+    fix = ("save models with koala_lib.colorize.save_trained (notebook 06 does), or restore "
+           "the .json that came with this model")
+    try:
+        metadata = json.loads(info_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ValueError(f"{info_path} is not a koala model description: it cannot be "
+                         f"read as JSON ({error}); {fix}.") from error
+    wanted = metadata.get("extractor") if isinstance(metadata, dict) else None
+    if not isinstance(wanted, dict):
+        raise ValueError(f"{info_path} is not a koala model description (it needs an "
+                         f"\"extractor\" with name, weights and fingerprint, and "
+                         f"\"image_size\"): {fix}.")
+    missing = [key for key in ("name", "weights", "fingerprint")
+               if not isinstance(wanted.get(key), str)]
+    if missing:
+        raise ValueError(f"{info_path} describes no extractor {', '.join(missing)}: {fix}.")
+    size = metadata.get("image_size")
+    if not isinstance(size, int) or size <= 0 or size % DOWNSAMPLING:
+        raise ValueError(f"{info_path}: image_size must be a positive multiple of "
+                         f"{DOWNSAMPLING}, found {size!r}: {fix}.")
+    return metadata
+
+
+def _metadata_extractor(wanted: dict, info_path: Path):
+    """The extractor the metadata names, refused before anything is built or downloaded
+    when the name or weights are not ones koala makes."""
+    from koala_lib.features import EXTRACTORS, load_extractor
+
+    name, weights = wanted["name"], wanted["weights"]
+    allowed = {"random", "imagenet", "torchvision"}
+    if name not in EXTRACTORS or weights not in allowed:
+        raise ValueError(f"{info_path} names extractor {name!r} with {weights!r} weights; "
+                         f"koala knows {sorted(EXTRACTORS)} with {sorted(allowed)} weights. "
+                         "Restore the model's own .json, or pass the extractor yourself.")
+    # Random weights are seeded (features.RANDOM_WEIGHTS_SEED): rebuilt here, they match on
+    # the same backend; the fingerprint check in load_trained refuses them where they do not.
+    try:
+        return load_extractor(name, None if weights == "random" else weights, verbose=False)
+    except (ValueError, OSError, ConnectionError) as error:
+        kind = ConnectionError if isinstance(error, ConnectionError) else ValueError
+        raise kind(f"the extractor {info_path} names ({name}, {weights} weights) could not "
+                   f"be loaded: {error}") from error
+
+
 def load_trained(path, extractor=None) -> tuple[TrainedColorizer, object]:
     """(the trained colorizer, its extractor); the extractor is loaded from the metadata
     when not given, and refused when it is not the one the model was trained with."""
-    from koala_lib.features import load_extractor
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no trained model at {path}: train one with notebook 06 "
@@ -110,25 +159,14 @@ def load_trained(path, extractor=None) -> tuple[TrainedColorizer, object]:
                                 "the path of one.")
     info_path = path.with_suffix(".json")
     if not info_path.is_file():
-        raise ValueError(f"{path.name} has no {info_path.name} beside it: without it the "
+        raise ValueError(f"{path} has no {info_path.name} beside it: without it the "
                          "extractor the model was trained with is unknown. Save models "
                          "with koala_lib.colorize.save_trained.")
-    try:
-        metadata = json.loads(info_path.read_text())
-        wanted = metadata["extractor"]
-        missing = [key for key in ("name", "weights", "fingerprint") if key not in wanted]
-        int(metadata["image_size"])
-    except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{info_path.name} is not a koala model description (it needs "
-                         f"extractor name, weights and fingerprint, and image_size): "
-                         f"{error!r}") from error
-    if missing:
-        raise ValueError(f"{info_path.name} describes no extractor {', '.join(missing)}.")
+    metadata = _read_metadata(info_path)
+    wanted = metadata["extractor"]
+    model = load_colorizer(path)  # before the extractor: a damaged file is found in seconds
     if extractor is None:
-        # Random weights are seeded (features.RANDOM_WEIGHTS_SEED): rebuilt here, they match
-        # on the same backend; the fingerprint check below refuses them where they do not.
-        weights = None if wanted["weights"] == "random" else wanted["weights"]
-        extractor = load_extractor(wanted["name"], weights, verbose=False)
+        extractor = _metadata_extractor(wanted, info_path)
     if extractor.name != wanted["name"] or extractor.fingerprint != wanted["fingerprint"]:
         same_name = extractor.name == wanted["name"]
         raise ValueError(
@@ -139,7 +177,6 @@ def load_trained(path, extractor=None) -> tuple[TrainedColorizer, object]:
                f"is {extractor.name} ({extractor.weights_name} weights)")
             + ". Its colours would be meaningless: use the model's own extractor, or train "
               "a model for this one.")
-    model = load_colorizer(path)
     return TrainedColorizer(model, metadata, path), extractor
 
 
@@ -162,10 +199,50 @@ def _small_lightness(lightness: np.ndarray, shape: tuple[int, int]) -> np.ndarra
     return np.asarray(image.resize((shape[1], shape[0]), Image.Resampling.BILINEAR))
 
 
-def _upsample_ab(ab: np.ndarray, height: int, width: int) -> np.ndarray:
-    channels = [np.asarray(Image.fromarray(ab[..., i].astype(np.float32)).resize(
-        (width, height), Image.Resampling.BILINEAR)) for i in range(2)]
-    return np.stack(channels, axis=-1)
+def _row_strips(height: int, width: int):
+    """Slices of about ``STRIP_PIXELS`` pixels, whole rows, covering ``height`` rows."""
+    rows = max(1, STRIP_PIXELS // max(1, width))
+    for top in range(0, height, rows):
+        yield slice(top, min(top + rows, height))
+
+
+def full_lightness(rgb) -> np.ndarray:
+    """L (H, W) float32 in [0, 100] of an RGB image, converted strip by strip: the float64
+    Lab of a whole 48-megapixel photo would take 1.2 GB."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3:
+        return color.rgb_to_lab(rgb)[..., 0]  # its clear error for gray and odd shapes
+    lightness = np.empty(rgb.shape[:2], np.float32)
+    for rows in _row_strips(*rgb.shape[:2]):
+        lightness[rows] = color.rgb_to_lab(rgb[rows])[..., 0]
+    return lightness
+
+
+def _upsampled_rows(planes, rows: slice, height: int, width: int) -> np.ndarray:
+    """Rows ``rows`` of the a,b ``planes`` (Pillow "F" images) resized bilinearly to
+    (height, width). Pillow clips the filter to the image, not to the box, so strips equal
+    the rows of one whole resize."""
+    scale = planes[0].height / height
+    box = (0, rows.start * scale, planes[0].width, rows.stop * scale)
+    size = (width, rows.stop - rows.start)
+    return np.stack([np.asarray(plane.resize(size, Image.Resampling.BILINEAR, box=box))
+                     for plane in planes], axis=-1)
+
+
+def merge_full_resolution(lightness: np.ndarray, small_ab: np.ndarray) -> np.ndarray:
+    """Full-resolution L (H, W) + a,b at the model's size (h, w, 2) -> uint8 RGB (H, W, 3).
+
+    Upsampled and fitted into the gamut strip by strip, so the memory beyond the input is
+    L (4 bytes a pixel) and the output (3); ``benchmarks/memory.py`` measures the total.
+    """
+    height, width = lightness.shape
+    planes = [Image.fromarray(np.ascontiguousarray(small_ab[..., i], np.float32))
+              for i in range(2)]
+    rgb = np.empty((height, width, 3), np.uint8)
+    for rows in _row_strips(height, width):
+        ab = _upsampled_rows(planes, rows, height, width)
+        rgb[rows] = color.to_uint8(fit_gamut(lightness[rows], ab))
+    return rgb
 
 
 def out_of_gamut(lab: np.ndarray, tolerance: float = 1e-3) -> np.ndarray:
@@ -207,11 +284,10 @@ def predict_small_ab(trained: TrainedColorizer, extractor, small_l: np.ndarray) 
 
 def colorize_rgb(trained: TrainedColorizer, extractor, rgb) -> np.ndarray:
     """One RGB image (uint8, uint16 or float; colour or gray) -> colorized uint8 RGB, same size."""
-    lightness = color.rgb_to_lab(rgb)[..., 0]
+    lightness = full_lightness(rgb)
     shape = model_size_for(*lightness.shape, trained.image_size)
     small_ab = predict_small_ab(trained, extractor, _small_lightness(lightness, shape)[None])[0]
-    ab = _upsample_ab(small_ab, *lightness.shape)
-    return color.to_uint8(fit_gamut(lightness, ab))
+    return merge_full_resolution(lightness, small_ab)
 
 
 # --- files and folders ---------------------------------------------------------------------
@@ -280,7 +356,7 @@ def colorize_files(sources, out_dir, trained: TrainedColorizer, extractor,
             report.skipped.append((path, f"not an image file ({path.suffix or 'no suffix'})"))
             continue
         try:
-            lightness = color.rgb_to_lab(read_rgb(path, keep_16bit=True))[..., 0]
+            lightness = full_lightness(read_rgb(path, keep_16bit=True))
         except (ValueError, OSError) as error:
             report.skipped.append((path, str(error)))
             continue
@@ -302,10 +378,23 @@ def colorize_files(sources, out_dir, trained: TrainedColorizer, extractor,
 
     for number in tqdm(sorted(predicted), desc="writing", disable=not progress):
         path, relative = files[number]
-        lightness = color.rgb_to_lab(read_rgb(path, keep_16bit=True))[..., 0]
-        ab = _upsample_ab(predicted[number], *lightness.shape)
+        try:  # read again: the full-resolution L of every photo at once would not fit
+            lightness = full_lightness(read_rgb(path, keep_16bit=True))
+        except (ValueError, OSError) as error:
+            report.skipped.append((path, f"changed or removed while colorizing: {error}"))
+            continue
         target = _free_name(out_dir, relative)
         target.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(color.to_uint8(fit_gamut(lightness, ab))).save(target)
+        _save_png(merge_full_resolution(lightness, predicted[number]), target)
         report.written.append((path, target))
     return report
+
+
+def _save_png(rgb: np.ndarray, target: Path) -> None:
+    """Written under a temporary name first: an interrupted run leaves no half image."""
+    partial = target.with_name(f"{target.name}.partial")
+    try:
+        Image.fromarray(rgb).save(partial, format="PNG")
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)

@@ -239,18 +239,18 @@ def run_dir(profile: str, name: str = "06_training") -> Path:
     return environment.build_dir() / "runs" / f"{name}_{profile}"
 
 
-def model_path(profile: str) -> Path:
+def model_path(profile: str, create: bool = True) -> Path:
     """Where notebook 06 saves the model it trains in ``profile``."""
-    return environment.build_dir() / "models" / f"colorizer_{profile}.keras"
+    return environment.build_dir(create) / "models" / f"colorizer_{profile}.keras"
 
 
 def default_model_path() -> Path:
     """The model of the most thorough profile trained so far (gpu, then cpu, then ci)."""
     for profile in MODEL_PREFERENCE:
-        if model_path(profile).is_file():
-            return model_path(profile)
+        if model_path(profile, create=False).is_file():
+            return model_path(profile, create=False)
     raise FileNotFoundError(
-        f"no trained model in {model_path('gpu').parent}: run notebook 06 (it saves "
+        f"no trained model in {model_path('gpu', create=False).parent}: run notebook 06 (it saves "
         f"colorizer_<profile>.keras there), or pass --model PATH.")
 
 
@@ -262,8 +262,10 @@ def save_course_model(result, data, profile: str, **metadata) -> Path:
 
     last = result.history[-1]
     return save_trained(result.model, model_path(profile), data.extractor, data.image_size,
-                        profile=profile, data=data.describe(), data_folder=str(data.folder),
-                        epochs=result.epochs_done, run_dir=str(result.run_dir),
+                        # Names, not paths: a shared model tells nothing of the
+                        # trainer's folders.
+                        profile=profile, data=data.describe(), data_folder=data.folder.name,
+                        epochs=result.epochs_done, run_dir=Path(result.run_dir).name,
                         final_loss=last.get("loss"), final_val_loss=last.get("val_loss"),
                         train_mean_ab=mean_ab(data, data.indices("train")), **metadata)
 

@@ -105,9 +105,12 @@ def figures_dir() -> Path:
     return folder
 
 
-def build_dir() -> Path:
+def build_dir(create: bool = True) -> Path:
+    """Where runs and models go; ``create=False`` only looks (a command that finds no model
+    leaves no empty ``build/`` behind)."""
     folder = Path(current().build_dir or project_root() / "build")
-    folder.mkdir(parents=True, exist_ok=True)
+    if create:
+        folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 

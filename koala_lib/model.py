@@ -30,6 +30,9 @@ README). ``standardize_embedding=False`` gives the report's exact layer.
 
 from __future__ import annotations
 
+import zipfile
+from pathlib import Path
+
 import keras
 from keras import layers, ops
 
@@ -193,5 +196,20 @@ def build_colorizer(image_size=224, embedding_dim: int = 1000, name: str = "colo
 
 
 def load_colorizer(path) -> keras.Model:
-    """Load a colorizer saved with ``model.save("name.keras")``, in Keras' safe mode."""
-    return keras.saving.load_model(path, safe_mode=True, compile=False)
+    """Load a colorizer saved with ``model.save("name.keras")``, in Keras' safe mode.
+
+    A damaged or foreign file is a ValueError naming it (Keras says "File not found" for a
+    truncated one)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {path}")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is not a Keras model file (a .keras file is a zip archive): "
+                         "it may be damaged or incompletely copied. Copy it again, or "
+                         "retrain it with notebook 06.")
+    try:
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as error:  # Keras raises many types for damaged archives
+        raise ValueError(f"cannot load {path} as a colorizer ({type(error).__name__}: "
+                         f"{str(error)[:300]}): it may be damaged or from another program. "
+                         "Copy it again, or retrain it with notebook 06.") from error

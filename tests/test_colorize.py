@@ -159,3 +159,148 @@ def test_fit_gamut_keeps_lightness():
     rgb = colorize.fit_gamut(lightness, ab)
     assert not colorize.out_of_gamut(color.rgb_to_lab(rgb)).any()
     np.testing.assert_allclose(color.rgb_to_lab(rgb)[..., 0], lightness, atol=0.05)
+
+
+# --- hostile inputs: damaged model files, wrong arguments, files that change ---------------
+
+
+def test_strips_give_the_same_image_as_one_whole_resize(monkeypatch):
+    rng = np.random.default_rng(0)
+    lightness = rng.uniform(0, 100, (203, 150)).astype(np.float32)
+    small_ab = rng.uniform(-40, 40, (32, 24, 2)).astype(np.float32)
+    whole = np.stack([np.asarray(Image.fromarray(small_ab[..., i]).resize(
+        (150, 203), Image.Resampling.BILINEAR)) for i in range(2)], axis=-1)
+    expected = color.to_uint8(colorize.fit_gamut(lightness, whole))
+    monkeypatch.setattr(colorize, "STRIP_PIXELS", 150 * 17)  # 12 strips, the last short
+    strips = colorize.merge_full_resolution(lightness, small_ab)
+    assert np.abs(strips.astype(int) - expected).max() <= 1
+    assert (strips != expected).mean() < 1e-3
+    np.testing.assert_allclose(colorize.full_lightness(skdata.astronaut()),
+                               color.rgb_to_lab(skdata.astronaut())[..., 0], atol=1e-4)
+
+
+def test_an_output_folder_that_is_a_file_is_refused_before_the_model_loads(
+        saved_model, tmp_path, capsys, monkeypatch):
+    photo = tmp_path / "photo.png"
+    Image.fromarray(skdata.astronaut()[:64, :64]).save(photo)
+    taken = tmp_path / "taken.txt"
+    taken.write_text("my notes")
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(colorize, "load_trained", no_loading)
+    assert main(["colorize", str(photo), "--out", str(taken), "--model", str(saved_model)]) == 1
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert taken.read_text() == "my notes"
+    assert main(["colorize", str(tmp_path / "gone.png"), "--out", str(tmp_path / "o"),
+                 "--model", str(saved_model)]) == 1
+    assert "none of the inputs exists" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_input_removed_between_the_two_passes_is_skipped_and_the_rest_written(
+        saved_model, extractor, tmp_path, monkeypatch):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(skdata.astronaut()[:64, :48]).save(folder / name)
+    predict = colorize.predict_small_ab
+
+    def predict_then_remove(*args):
+        (folder / "b.png").unlink(missing_ok=True)  # after it was read, before it is written
+        return predict(*args)
+
+    monkeypatch.setattr(colorize, "predict_small_ab", predict_then_remove)
+    trained, _ = colorize.load_trained(saved_model, extractor)
+    report = colorize.colorize_files([folder], tmp_path / "out", trained, extractor,
+                                     progress=False)
+    assert [target.name for _, target in report.written] == ["a_colorized.png"]
+    assert [(path.name, "changed or removed while colorizing" in reason)
+            for path, reason in report.skipped] == [("b.png", True)]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_colorized.png"]
+
+
+def test_without_a_model_no_empty_build_folder_is_left(tmp_path, monkeypatch, capsys):
+    photo = tmp_path / "photo.png"
+    Image.fromarray(skdata.astronaut()[:64, :64]).save(photo)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KOALA_BUILD_DIR", str(tmp_path / "build"))
+    assert main(["colorize", str(photo), "--out", str(tmp_path / "out")]) == 1
+    assert "no trained model in" in capsys.readouterr().err
+    assert not (tmp_path / "build").exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[1, 2]", "is not a koala model description"),
+    ('{"extractor": "mobilenet_v2", "image_size": 32}', "is not a koala model description"),
+    ('{"extractor": {"name": 1, "weights": "x", "fingerprint": "y"}, "image_size": 32}',
+     "describes no extractor name"),
+    ('{"extractor": {"name": "m", "weights": "w", "fingerprint": "f"}, "image_size": "32"}',
+     "image_size must be a positive multiple of 8"),
+    ('{"extractor": {"name": "vgg16", "weights": "imagenet", "fingerprint": "f"}, '
+     '"image_size": 32}', "names extractor 'vgg16'"),
+    ('{"extractor": {"name": "mobilenet_v2", "weights": "/etc/x.h5", "fingerprint": "f"}, '
+     '"image_size": 32}', "with '/etc/x.h5' weights"),
+])
+def test_a_damaged_model_description_names_its_file_before_anything_is_built(
+        saved_model, tmp_path, monkeypatch, text, message):
+    from koala_lib import features
+
+    def no_building(*args, **kwargs):
+        raise AssertionError("an extractor was built")
+
+    monkeypatch.setattr(features, "load_extractor", no_building)
+    model = tmp_path / "m.keras"
+    model.write_bytes(saved_model.read_bytes())
+    model.with_suffix(".json").write_text(text)
+    with pytest.raises(ValueError, match=message) as error:
+        colorize.load_trained(model)
+    assert str(model.with_suffix(".json")) in str(error.value)
+
+
+def test_an_extractor_that_cannot_be_downloaded_is_a_connection_error_naming_the_model(
+        saved_model, tmp_path, monkeypatch):
+    import json
+
+    from koala_lib import features
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...")
+
+    monkeypatch.setattr(features, "FeatureExtractor", offline)
+    model = tmp_path / "m.keras"
+    model.write_bytes(saved_model.read_bytes())
+    info = json.loads(saved_model.with_suffix(".json").read_text())
+    info["extractor"].update(name="inception_resnet_v2", weights="imagenet")
+    model.with_suffix(".json").write_text(json.dumps(info))
+    with pytest.raises(ConnectionError, match="could not download") as error:
+        colorize.load_trained(model)
+    assert str(model.with_suffix(".json")) in str(error.value)
+
+
+def test_a_truncated_or_foreign_model_file_is_called_damaged_not_missing(saved_model,
+                                                                        tmp_path):
+    import zipfile
+
+    data = saved_model.read_bytes()
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes(data[: len(data) // 2])
+    foreign = tmp_path / "foreign.keras"
+    with zipfile.ZipFile(foreign, "w") as archive:
+        archive.writestr("readme.txt", "not a model")
+    for path in (truncated, foreign):
+        path.with_suffix(".json").write_bytes(saved_model.with_suffix(".json").read_bytes())
+        with pytest.raises(ValueError, match="damaged") as error:
+            colorize.load_trained(path)
+        assert str(path) in str(error.value) and "not found" not in str(error.value).lower()
+
+
+def test_evaluate_never_overwrites_a_file_that_is_not_its_own_output(saved_model, tmp_path,
+                                                                      capsys):
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"mine": true}')
+    assert main(["evaluate", str(tmp_path), "--model", str(saved_model), "--json",
+                 str(notes)]) == 1
+    assert "is never overwritten" in capsys.readouterr().err
+    assert notes.read_text() == '{"mine": true}'

@@ -116,7 +116,7 @@ def test_course_folders_live_under_the_build_folder(tmp_path):
     assert course.default_model_path() == course.model_path("ci")
 
 
-def test_the_course_model_records_its_training_mean_colour(ci_data, tmp_path):
+def test_the_course_model_records_its_training_mean_colour_and_no_local_paths(ci_data, tmp_path):
     from conftest import small_config
 
     from koala_lib import colorize, evaluate, train
@@ -130,6 +130,12 @@ def test_the_course_model_records_its_training_mean_colour(ci_data, tmp_path):
     np.testing.assert_allclose(trained.metadata["train_mean_ab"],
                                evaluate.mean_ab(ci_data, ci_data.indices("train")), rtol=1e-6)
     assert trained.metadata["profile"] == "ci" and trained.metadata["epochs"] == 1
+    # Shared with the model, the description tells nothing of the trainer's folders.
+    text = path.with_suffix(".json").read_text()
+    for folder in (ci_data.folder, tmp_path, environment.project_root()):
+        assert str(folder) not in text and str(folder).replace("/", "\\/") not in text
+    assert trained.metadata["data_folder"] == ci_data.folder.name
+    assert trained.metadata["run_dir"] == "run"
 
 
 # --- Colab: badges, install cells, Drive, uploads ------------------------------------------
