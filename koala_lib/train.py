@@ -13,11 +13,17 @@
   CPUs. The network's last convolution stays float32 either way (:mod:`koala_lib.model`).
   Steps are XLA-compiled where the backend does it (Keras' ``jit_compile="auto"``).
 * **Checkpoints**: after every epoch the model and its optimizer state go to
-  ``run_dir/checkpoint-epochNNN.keras`` and ``run_dir/state.json`` records the epoch, the
-  settings and the history. Calling :func:`train` again with the same ``run_dir`` resumes
+  ``run_dir/checkpoint-epochNNN.keras``; the last two are kept (``KEEP_CHECKPOINTS``), and
+  ``run_dir/state.json`` (written atomically) records the epoch, the settings, the history
+  and the kept checkpoints. Calling :func:`train` again with the same ``run_dir`` resumes
   where the last checkpoint left off (a Colab disconnect costs at most one epoch) and ends
   where an uninterrupted run would: the feeder's order and flips depend only on (seed,
-  epoch), so the resumed epochs see the same batches.
+  epoch), so the resumed epochs see the same batches. If the newest checkpoint cannot be
+  loaded (a copy cut short), it warns and resumes from the one before, training that epoch
+  again. The same settings with more ``epochs`` extend a finished run; fewer return it as
+  it is. Nothing in a run folder is overwritten on doubt: a different run, a
+  ``state.json`` that is damaged or disagrees with the checkpoints, or run files without a
+  ``state.json`` are refused with the folder and what to do.
 * **Logs**: ``log.csv`` (one row an epoch, rewritten from the checkpointed history so it
   never disagrees with it), TensorBoard under ``tensorboard/`` (when the ``tensorflow``
   package is installed), a grid of validation colorizations per epoch under ``samples/``,
@@ -37,6 +43,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -55,6 +62,8 @@ from koala_lib.model import build_colorizer
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STATE_FILE = "state.json"
+KEEP_CHECKPOINTS = 2  # the newest and the one before: a damaged newest does not lose the run
+CHECKPOINT_NAME = re.compile(r"checkpoint-epoch(\d{3,})\.keras")
 
 __all__ = [
     "ColorizationSnapshots",
@@ -234,17 +243,23 @@ class _RunRecorder(keras.callbacks.Callback):
                "train_seconds": train_seconds,
                "images_per_second": self.images_per_epoch / train_seconds}
         row.pop("learning_rate", None)
-        checkpoint = self.run_dir / f"checkpoint-epoch{epoch + 1:03d}.keras"
+        checkpoint = _checkpoint_name(epoch + 1)
         partial = self.run_dir / "checkpoint.partial.keras"
         self.model.save(partial)
-        os.replace(partial, checkpoint)
-        previous = self.state.get("checkpoint")
+        os.replace(partial, self.run_dir / checkpoint)
+        previous = self.state["checkpoints"]
+        kept = [*(name for name in previous if name != checkpoint), checkpoint]
         self.state["history"].append(row)
-        self.state.update(epochs_done=epoch + 1, checkpoint=checkpoint.name)
+        self.state.update(epochs_done=epoch + 1, checkpoint=checkpoint,
+                          checkpoints=kept[-KEEP_CHECKPOINTS:])
         _write_json_atomic(self.run_dir / STATE_FILE, self.state)
-        if previous and previous != checkpoint.name:  # the state no longer points to it
-            (self.run_dir / previous).unlink(missing_ok=True)
+        for name in set(previous) - set(self.state["checkpoints"]):  # no longer referred to
+            (self.run_dir / name).unlink(missing_ok=True)
         _write_csv(self.run_dir / "log.csv", self.state["history"])
+
+
+def _checkpoint_name(epoch: int) -> str:
+    return f"checkpoint-epoch{epoch:03d}.keras"
 
 
 def _write_json_atomic(path: Path, value) -> None:
@@ -261,6 +276,138 @@ def _write_csv(path: Path, history: list[dict]) -> None:
         writer.writeheader()
         writer.writerows(history)
     os.replace(partial, path)
+
+
+# --- the run folder's state ----------------------------------------------------------------
+
+
+def _run_files(run_dir: Path) -> list[str]:
+    """What of a koala run ``run_dir`` holds (the scratch ``*.partial`` files left out)."""
+    found = sorted(path.name for path in run_dir.glob("checkpoint-*.keras"))
+    found += [name for name in ("log.csv",) if (run_dir / name).is_file()]
+    return found + (["samples/"] if (run_dir / "samples").is_dir() else [])
+
+
+def _read_state(run_dir: Path) -> dict | None:
+    """``run_dir``'s state, checked against its checkpoints; None for a folder without a run.
+
+    Anything doubtful raises before a file is written: run files without a state (it was
+    deleted, so which run they are and how far it got is unknown), or a state that is
+    damaged or disagrees with the checkpoints (resuming from it would train the wrong epochs
+    or none, silently).
+    """
+    path = run_dir / STATE_FILE
+    if not path.is_file():
+        found = _run_files(run_dir)
+        if found:
+            raise FileExistsError(
+                f"{run_dir} holds files of a training run ({', '.join(found)}) but no "
+                f"{STATE_FILE}, which says what run they belong to and how far it got. They "
+                "are left untouched: choose another run_dir, or delete the folder "
+                f"{run_dir} to start over there.")
+        return None
+    try:
+        state = json.loads(path.read_text())
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError: a file cut short
+        problem = f"it is not valid JSON ({error}); it was probably cut short"
+    else:
+        problem = _state_problem(state, run_dir)
+    if problem:
+        raise ValueError(f"{path} cannot be resumed from: {problem}. Nothing was changed. "
+                         f"To start this run over, delete the folder {run_dir}; to keep it, "
+                         f"restore {STATE_FILE} or the checkpoint from a backup.")
+    if "checkpoints" not in state:  # written before several checkpoints were kept
+        state["checkpoints"] = [state["checkpoint"]] if state["checkpoint"] else []
+    return state
+
+
+def _state_problem(state, run_dir: Path) -> str | None:
+    """What is wrong with a state read from ``run_dir`` (None: nothing)."""
+    if not isinstance(state, dict):
+        return f"it holds a JSON {type(state).__name__}, not an object"
+    expected = {"identity": ((dict,), "an object"), "epochs_done": ((int,), "a whole number"),
+                "checkpoint": ((str, type(None)), "a file name or null"),
+                "history": ((list,), "a list"), "checkpoints": ((list,), "a list")}
+    for key, (kinds, described) in expected.items():
+        if key == "checkpoints" and key not in state:  # the previous version had none
+            continue
+        if key not in state:
+            return f"the entry {key!r} is missing"
+        if not isinstance(state[key], kinds) or isinstance(state[key], bool):
+            return f"{key!r} is {state[key]!r}, not {described}"
+    done = state["epochs_done"]
+    if done < 0:
+        return f"epochs_done is {done}"
+    if not all(isinstance(row, dict) and isinstance(row.get("epoch"), int)
+               for row in state["history"]):
+        return "the history has rows without an epoch number"
+    trained = [row["epoch"] for row in state["history"] if row["epoch"] >= 1]
+    if trained != list(range(1, done + 1)):
+        return f"epochs_done is {done} but the history holds the epochs {trained}"
+    newest = _checkpoint_name(done) if done else None
+    if state["checkpoint"] != newest:
+        return (f"epochs_done is {done} but the checkpoint is {state['checkpoint']!r}, "
+                f"not {newest!r}")
+    kept = state.get("checkpoints", [newest] if newest else [])
+    if not all(isinstance(name, str) and CHECKPOINT_NAME.fullmatch(name) for name in kept):
+        return f"'checkpoints' is {kept!r}, not a list of checkpoint file names"
+    epochs = [int(CHECKPOINT_NAME.fullmatch(name)[1]) for name in kept]
+    if kept[-1:] != ([newest] if newest else []) or epochs != sorted(set(epochs)):
+        return f"'checkpoints' {kept} does not end with the checkpoint {newest!r}, in order"
+    if newest and not (run_dir / newest).is_file():
+        return f"its checkpoint {run_dir / newest} is missing"
+    return None
+
+
+def _identity_differences(saved: dict, now: dict) -> dict:
+    """The settings in which two runs differ, (saved, now) by name. The number of epochs is
+    left out: asking a run for more epochs extends it, it does not make it another run."""
+    def flat(identity):
+        values = {key: value for key, value in identity.items() if key != "config"}
+        config = identity.get("config")
+        if not isinstance(config, dict):
+            return {**values, "config": config}
+        return {**values, **{f"config.{key}": value for key, value in config.items()
+                             if key != "epochs"}}
+
+    saved, now = flat(saved), flat(now)
+    return {key: (saved.get(key), now.get(key)) for key in dict.fromkeys([*now, *saved])
+            if saved.get(key) != now.get(key)}
+
+
+def _load_newest_intact(run_dir: Path, state: dict) -> tuple[keras.Model, dict]:
+    """The newest kept checkpoint that loads, and the state rolled back to it if that is not
+    the newest (a copy cut off by a disconnect or a full disk): one epoch is lost, not the
+    run. The epochs after it are trained again, on the same batches (seed and epoch)."""
+    damaged = []
+    for name in reversed(state["checkpoints"]):
+        path = run_dir / name
+        try:
+            model = keras.saving.load_model(path, compile=True, safe_mode=True)
+        except Exception as error:  # a cut-off .keras zip fails in many ways, all "damaged"
+            damaged.append(f"{path} ({type(error).__name__}: {str(error)[:200]})")
+            continue
+        if damaged:
+            warnings.warn(f"damaged checkpoint (cut short?), it cannot be loaded: "
+                          f"{'; '.join(damaged)}. Resuming from {path} instead: the epochs "
+                          "after it are trained again.", stacklevel=3)
+            state = _roll_back(run_dir, state, name)
+        return model, state
+    raise ValueError(f"no checkpoint of the run in {run_dir} can be loaded (damaged?): "
+                     f"{'; '.join(damaged)}. To start this run over, delete the folder "
+                     f"{run_dir}.")
+
+
+def _roll_back(run_dir: Path, state: dict, checkpoint: str) -> dict:
+    """``state`` as it was when ``checkpoint`` was written, saved (state.json, log.csv)."""
+    epoch = int(CHECKPOINT_NAME.fullmatch(checkpoint)[1])
+    kept = state["checkpoints"]
+    state = {**state, "epochs_done": epoch, "checkpoint": checkpoint,
+             "checkpoints": kept[: kept.index(checkpoint) + 1],
+             "history": [row for row in state["history"] if row["epoch"] <= epoch]}
+    _write_json_atomic(run_dir / STATE_FILE, state)
+    _write_csv(run_dir / "log.csv", state["history"])
+    return state
 
 
 def _tensorboard(folder: Path, verbose: bool):
@@ -319,7 +466,8 @@ def train(data: PortraitData, config: TrainConfig, run_dir, train_indices=None,
 
     ``train_indices`` / ``val_indices`` default to the "train" and "val" splits. A
     ``run_dir`` that holds a checkpoint of the same run is resumed (``resume=False`` refuses
-    to touch it instead); one that holds a different run is refused with the differences.
+    to touch it instead), or extended when ``config.epochs`` grew; one that holds a
+    different run, a damaged state or run files without a state is refused with what to do.
     """
     if config.image_size != data.image_size:
         raise ValueError(f"the data was prepared at {data.image_size}px but the config asks "
@@ -335,17 +483,18 @@ def train(data: PortraitData, config: TrainConfig, run_dir, train_indices=None,
         "train_indices": hashlib.sha256(np.asarray(train_indices, np.int64)).hexdigest()[:16],
         "val_indices": hashlib.sha256(np.asarray(val_indices, np.int64)).hexdigest()[:16],
     }
-    state_path = run_dir / STATE_FILE
-    state = json.loads(state_path.read_text()) if state_path.is_file() else None
+    state = _read_state(run_dir)
     if state is not None:
         if not resume:
             raise FileExistsError(f"{run_dir} already holds a run ({state['epochs_done']} "
-                                  "epochs): choose another run_dir, or pass resume=True.")
-        different = {key: (state["identity"].get(key), value) for key, value in identity.items()
-                     if state["identity"].get(key) != value}
+                                  "epochs): choose another run_dir, pass resume=True to "
+                                  f"continue it, or delete the folder {run_dir} to start over.")
+        different = _identity_differences(state["identity"], identity)
         if different:
             raise ValueError(f"{run_dir} holds a different run; differences (saved, now): "
-                             f"{different}. Choose another run_dir to train this one.")
+                             f"{different}. Choose another run_dir to train this one, or "
+                             f"delete the folder {run_dir} to replace the old run.")
+        state["identity"] = identity  # the same run; it records the epochs last asked for
 
     micro, accumulation = micro_batching(config.batch_size, config.max_micro_batch)
     steps = config.steps_per_epoch
@@ -368,9 +517,8 @@ def train(data: PortraitData, config: TrainConfig, run_dir, train_indices=None,
         if micro % devices:
             raise ValueError(f"the (micro-)batch {micro} does not split evenly over "
                              f"{devices} GPUs: choose a batch size divisible by {devices}.")
-        if state is not None and state.get("checkpoint"):
-            model = keras.saving.load_model(run_dir / state["checkpoint"], compile=True,
-                                            safe_mode=True)
+        if state is not None and state["checkpoint"]:
+            model, state = _load_newest_intact(run_dir, state)
             resumed_from = state["epochs_done"]
         else:
             model = build_colorizer(config.image_size, data.embeddings.shape[-1],
@@ -378,15 +526,20 @@ def train(data: PortraitData, config: TrainConfig, run_dir, train_indices=None,
             compile_colorizer(model, config, accumulation)
             resumed_from = None
             state = {"identity": identity, "epochs_done": 0, "checkpoint": None,
-                     "history": [], "precision": precision}
+                     "checkpoints": [], "history": [], "precision": precision}
             if val_feeder is not None:  # where the curves start: the untrained network
                 state["history"].append({"epoch": 0, "val_loss": float(
                     model.evaluate(val_feeder, verbose=0))})
         initial_epoch = state["epochs_done"]
         show = (1 if _interactive() else 2) if verbose == "auto" else verbose
-        if show and resumed_from is not None:
+        if show and resumed_from is not None and initial_epoch >= config.epochs:
+            more = (f", more than the {config.epochs} asked" if initial_epoch > config.epochs
+                    else "")
+            print(f"{run_dir.name} already holds {initial_epoch} epochs{more}: nothing to "
+                  "train; the run is returned as it is.")
+        elif show and resumed_from is not None:
             print(f"Resuming {run_dir.name} after epoch {initial_epoch} of {config.epochs}.")
-        if show:
+        if show and initial_epoch < config.epochs:
             print(f"Training {config.epochs} epochs of "
                   f"{'one pass' if steps is None else f'{steps} steps'} x batch "
                   f"{config.batch_size}"

@@ -6,6 +6,8 @@ These tests train on real portraits (the shared folder) at 32x32, so they take s
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from dataclasses import replace
 
 import keras
@@ -24,8 +26,11 @@ def test_ci_profile_lowers_the_held_out_loss(ci_data, tmp_path):
     assert np.isfinite(result.images_per_second) and result.images_per_second > 0
     files = {path.name for path in (tmp_path / "run").iterdir()}
     assert {"state.json", "log.csv", "checkpoint-epoch003.keras", "samples"} <= files
-    assert not any(name.startswith("checkpoint-epoch00") and name != "checkpoint-epoch003.keras"
-                   for name in files)  # older checkpoints are replaced
+    # The last two checkpoints are kept (a damaged newest one still leaves the one before).
+    assert sorted(name for name in files if name.startswith("checkpoint")) == [
+        "checkpoint-epoch002.keras", "checkpoint-epoch003.keras"]
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["checkpoints"] == ["checkpoint-epoch002.keras", "checkpoint-epoch003.keras"]
     assert [path.name for path in result.snapshots] == [
         "epoch_001.png", "epoch_002.png", "epoch_003.png"]
     log = (tmp_path / "run" / "log.csv").read_text().splitlines()
@@ -85,6 +90,163 @@ def test_a_run_folder_is_never_mixed_with_another_run(ci_data, tmp_path):
                     verbose=0)
     with pytest.raises(ValueError, match="prepared at 32px"):
         train.train(ci_data, replace(config, image_size=64), tmp_path / "other", verbose=0)
+
+
+# --- damaged or reused run folders ---------------------------------------------------------
+
+TINY = dict(epochs=2, steps_per_epoch=2, batch_size=8, snapshot_images=0)
+
+
+@pytest.fixture(scope="module")
+def finished_run(ci_data, tmp_path_factory):
+    """A finished 2-epoch run (uninterrupted): tests copy its folder and damage the copy."""
+    config = small_config(**TINY)
+    subset = ci_data.indices("train")[:16]
+    folder = tmp_path_factory.mktemp("finished") / "run"
+    result = train.train(ci_data, config, folder, train_indices=subset, verbose=0)
+    return folder, config, subset, result
+
+
+def copy_run(finished_run, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(finished_run[0], folder)
+    return folder
+
+
+def folder_contents(folder):
+    return {path.relative_to(folder).as_posix(): path.read_bytes()
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def assert_same_end(result, uninterrupted):
+    assert result.epochs_done == uninterrupted.epochs_done
+    np.testing.assert_allclose(result.curve("loss")[1:], uninterrupted.curve("loss")[1:],
+                               rtol=1e-3)
+    np.testing.assert_allclose(result.curve("val_loss"), uninterrupted.curve("val_loss"),
+                               rtol=1e-3)
+    for mine, theirs in zip(result.model.get_weights(), uninterrupted.model.get_weights(),
+                            strict=True):
+        np.testing.assert_allclose(mine, theirs, atol=1e-4)
+
+
+@pytest.mark.parametrize("leftover", ["checkpoint-epoch004.keras", "log.csv",
+                                      "samples/epoch_004.png"])
+def test_a_run_folder_without_its_state_is_refused_not_overwritten(ci_data, tmp_path,
+                                                                   leftover):
+    folder = tmp_path / "run"
+    (folder / leftover).parent.mkdir(parents=True, exist_ok=True)
+    (folder / leftover).write_bytes(b"four epochs of someone's work")
+    before = folder_contents(folder)
+    with pytest.raises(FileExistsError) as refused:
+        train.train(ci_data, small_config(epochs=1, steps_per_epoch=1, snapshot_images=0),
+                    folder, train_indices=ci_data.indices("train")[:16], verbose=0)
+    message = str(refused.value)
+    assert str(folder) in message and "state.json" in message
+    assert leftover.split("/")[0] in message
+    assert "choose another run_dir" in message and "delete" in message
+    assert folder_contents(folder) == before
+
+
+def damage_state(kind, folder):
+    path = folder / "state.json"
+    text = path.read_text()
+    state = json.loads(text)
+    if kind == "truncated":
+        path.write_text(text[: len(text) // 2])
+        return
+    if kind == "checkpoint missing":
+        (folder / state["checkpoint"]).unlink()
+        return
+    value = {
+        "a list": [],
+        "no history": {k: v for k, v in state.items() if k != "history"},
+        "no identity": {k: v for k, v in state.items() if k != "identity"},
+        "epochs as text": {**state, "epochs_done": "2"},
+        "negative epochs": {**state, "epochs_done": -1},
+        "more epochs than history": {**state, "epochs_done": 99},
+        "history cut short": {**state, "history": state["history"][:-1]},
+        "checkpoint of another epoch": {**state, "checkpoint": "checkpoint-epoch001.keras"},
+        "checkpoint not a name": {**state, "checkpoint": 2},
+        "checkpoints not a list": {**state, "checkpoints": "checkpoint-epoch002.keras"},
+    }[kind]
+    path.write_text(json.dumps(value))
+
+
+@pytest.mark.parametrize("kind", [
+    "truncated", "a list", "no history", "no identity", "epochs as text", "negative epochs",
+    "more epochs than history", "history cut short", "checkpoint of another epoch",
+    "checkpoint not a name", "checkpoints not a list", "checkpoint missing"])
+def test_a_damaged_state_is_refused_naming_the_file_and_what_to_do(finished_run, tmp_path,
+                                                                   ci_data, kind):
+    _, config, subset, _ = finished_run
+    folder = copy_run(finished_run, tmp_path)
+    damage_state(kind, folder)
+    before = folder_contents(folder)
+    with pytest.raises(ValueError) as refused:
+        train.train(ci_data, config, folder, train_indices=subset, verbose=0)
+    message = str(refused.value)
+    assert str(folder / "state.json") in message, message
+    assert f"delete the folder {folder}" in message, message
+    assert folder_contents(folder) == before  # a damaged state never leads to overwriting
+
+
+def test_a_damaged_last_checkpoint_falls_back_to_the_one_before(finished_run, tmp_path,
+                                                                ci_data):
+    _, config, subset, uninterrupted = finished_run
+    folder = copy_run(finished_run, tmp_path)
+    newest = folder / "checkpoint-epoch002.keras"
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # a cut-off copy
+    with pytest.warns(UserWarning, match=re.escape(str(newest))):
+        resumed = train.train(ci_data, config, folder, train_indices=subset, verbose=0)
+    assert resumed.resumed_from == 1  # epoch 2 was trained again, from epoch 1's checkpoint
+    assert_same_end(resumed, uninterrupted)
+    state = json.loads((folder / "state.json").read_text())
+    assert state["epochs_done"] == 2 and state["checkpoint"] == newest.name
+    assert [row["epoch"] for row in state["history"]] == [0, 1, 2]
+    assert len((folder / "log.csv").read_text().splitlines()) == 1 + 3
+    train.train(ci_data, config, folder, train_indices=subset, verbose=0)  # loads, intact
+
+
+def test_a_run_whose_checkpoints_are_all_damaged_is_refused(finished_run, tmp_path, ci_data):
+    _, config, subset, _ = finished_run
+    folder = copy_run(finished_run, tmp_path)
+    for name in ("checkpoint-epoch001.keras", "checkpoint-epoch002.keras"):
+        (folder / name).write_bytes(b"PK\x03\x04 cut off")
+    before = folder_contents(folder)
+    with pytest.raises(ValueError) as refused:
+        train.train(ci_data, config, folder, train_indices=subset, verbose=0)
+    message = str(refused.value)
+    assert "checkpoint-epoch001.keras" in message and "checkpoint-epoch002.keras" in message
+    assert f"delete the folder {folder}" in message, message
+    assert folder_contents(folder) == before
+
+
+def test_a_finished_run_can_be_extended_to_more_epochs(finished_run, tmp_path, ci_data,
+                                                       capsys):
+    _, config, subset, uninterrupted = finished_run
+    folder = tmp_path / "run"
+    first = train.train(ci_data, replace(config, epochs=1), folder, train_indices=subset,
+                        verbose=0)
+    assert first.epochs_done == 1
+    extended = train.train(ci_data, config, folder, train_indices=subset, verbose=0)
+    assert extended.resumed_from == 1
+    assert_same_end(extended, uninterrupted)
+    # Asking for fewer epochs than done returns the run as it is, and says so.
+    fewer = train.train(ci_data, replace(config, epochs=1), folder, train_indices=subset,
+                        verbose=1)
+    assert fewer.epochs_done == 2 and len(fewer.history) == len(extended.history)
+    assert "2 epochs, more than the 1 asked" in capsys.readouterr().out
+
+
+def test_a_state_written_by_the_previous_version_still_resumes(finished_run, tmp_path,
+                                                               ci_data):
+    _, config, subset, _ = finished_run
+    folder = copy_run(finished_run, tmp_path)
+    state = json.loads((folder / "state.json").read_text())
+    del state["checkpoints"]  # the previous version recorded only the newest checkpoint
+    (folder / "state.json").write_text(json.dumps(state))
+    again = train.train(ci_data, config, folder, train_indices=subset, verbose=0)
+    assert again.epochs_done == again.resumed_from == 2
 
 
 def test_micro_batches_make_the_same_update_as_one_batch(ci_data, tmp_path):
