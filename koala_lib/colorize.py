@@ -177,7 +177,17 @@ def load_trained(path, extractor=None) -> tuple[TrainedColorizer, object]:
                f"is {extractor.name} ({extractor.weights_name} weights)")
             + ". Its colours would be meaningless: use the model's own extractor, or train "
               "a model for this one.")
+    _check_inputs(model, path, extractor)
     return TrainedColorizer(model, metadata, path), extractor
+
+
+def _check_inputs(model: keras.Model, path: Path, extractor) -> None:
+    """A colorizer takes (L, embedding): anything else fails later, deep inside Keras."""
+    shapes = [tuple(tensor.shape) for tensor in model.inputs]
+    expected = [(None, None, None, 1), (None, int(extractor.embedding_dim))]
+    if len(shapes) != 2 or shapes[0][-1:] != (1,) or shapes[1] != expected[1]:
+        raise ValueError(f"{path} takes inputs of shapes {shapes}, not a colorizer's (L, "
+                         f"embedding) {expected}: use a model saved by notebook 06.")
 
 
 # --- one image ---------------------------------------------------------------------------

@@ -304,3 +304,15 @@ def test_evaluate_never_overwrites_a_file_that_is_not_its_own_output(saved_model
                  str(notes)]) == 1
     assert "is never overwritten" in capsys.readouterr().err
     assert notes.read_text() == '{"mine": true}'
+
+
+def test_a_keras_model_that_is_not_a_colorizer_is_refused(saved_model, extractor, tmp_path):
+    import keras
+
+    other = tmp_path / "other.keras"
+    inputs = keras.Input((8, 8, 3))
+    keras.Model(inputs, keras.layers.Conv2D(2, 3, padding="same")(inputs)).save(other)
+    other.with_suffix(".json").write_bytes(saved_model.with_suffix(".json").read_bytes())
+    with pytest.raises(ValueError, match="not a colorizer's") as error:
+        colorize.load_trained(other, extractor)
+    assert str(other) in str(error.value)
