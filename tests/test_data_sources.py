@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import photo_file
 
 from koala_lib import data
 
@@ -52,3 +53,50 @@ def test_named_portrait_from_the_shared_folder(monkeypatch, portrait_folder, cap
     assert "J000032" in capsys.readouterr().out
     # The manifest's black-and-white portraits are not offered as colour samples.
     assert all("grayscale" not in p.as_posix() for p in data.list_images(portrait_folder))
+
+
+# --- manifests written by hand: clear errors, not KeyErrors --------------------------------
+
+
+def folder_with_manifest(tmp_path, manifest: str, images=("a.png", "b.png")):
+    for i, name in enumerate(images):
+        photo_file(tmp_path / name, i)
+    (tmp_path / "manifest.csv").write_text(manifest, encoding="utf-8")
+    return tmp_path
+
+
+def test_a_manifest_without_a_path_column_names_what_it_found_and_needs(tmp_path):
+    folder = folder_with_manifest(tmp_path, "file,person_id\na.png,p1\n")
+    with pytest.raises(ValueError) as error:
+        data.list_images(folder)
+    message = str(error.value)
+    assert str(folder / "manifest.csv") in message
+    assert "'file', 'person_id'" in message and "path" in message
+
+
+@pytest.mark.parametrize("manifest", ["path;person_id;mode\na.png;p1;RGB\nb.png;p2;L\n",
+                                      "\ufeffpath,person_id,mode\na.png,p1,RGB\nb.png,p2,L\n",
+                                      "Path , Person_ID,mode\na.png,p1,RGB\nb.png,p2,L\n"])
+def test_manifests_from_spreadsheets_are_read(tmp_path, manifest):
+    # Semicolons (a European Excel), a byte-order mark, capitals and spaces in the header.
+    folder = folder_with_manifest(tmp_path, manifest)
+    assert data.list_images(folder) == [folder / "a.png"]
+    assert data.read_manifest(folder)[0]["person_id"] == "p1"
+
+
+def test_rows_naming_missing_files_are_dropped_and_reported(tmp_path, capsys):
+    rows = "".join(f"gone_{i}.png,p{i}\n" for i in range(5))
+    folder = folder_with_manifest(tmp_path, f"path,person_id\na.png,pa\n{rows}b.png,pb\n")
+    assert data.list_images(folder) == [folder / "a.png", folder / "b.png"]
+    out = capsys.readouterr().out
+    assert "5 " in out and "gone_0.png" in out and "manifest.csv" in out
+    assert len(out.splitlines()) == 1
+
+
+@pytest.mark.parametrize("escaping", ["../outside.png", "/etc/passwd", "a/../../x.png"])
+def test_a_manifest_row_outside_the_folder_is_refused(tmp_path, escaping):
+    (tmp_path / "set").mkdir()
+    folder = folder_with_manifest(tmp_path / "set", f"path\na.png\n{escaping}\n")
+    with pytest.raises(ValueError, match="row 3") as error:
+        data.list_images(folder)
+    assert str(folder / "manifest.csv") in str(error.value) and escaping in str(error.value)

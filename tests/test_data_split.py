@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
 from koala_lib import data
@@ -51,3 +53,16 @@ def test_a_source_folder_without_a_manifest_is_not_one_person(tmp_path, capsys):
     assert len(set(people)) == 20 and "its own person" in capsys.readouterr().out
     splits = split_by_person(paths, people, verbose=False)
     assert all(splits[name] for name in ("train", "val", "test"))
+
+
+def test_a_split_left_empty_is_a_warning_with_the_counts(tmp_path):
+    paths = [tmp_path / f"{i}.jpg" for i in range(20)]
+    with pytest.warns(UserWarning, match="left val, test empty") as caught:
+        splits = split_by_person(paths, ["ann"] * 20, verbose=False)
+    assert len(splits["train"]) == 20 and len(caught) == 1
+    assert "train: 20 images, 1 person |" in str(caught[0].message)
+    # A split asked to be empty (fraction 0) is not a surprise.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        split_by_person(paths, [str(i) for i in range(20)], fractions=(0.8, 0.2, 0.0),
+                        verbose=False)

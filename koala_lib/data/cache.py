@@ -5,12 +5,18 @@ images are prepared for it. The cache key hashes all three: the lightness arrays
 and shape, and :attr:`FeatureExtractor.fingerprint` (a hash of every weight value and the
 preprocessing). Change any of them and the embeddings are recomputed; nothing else can
 make a stale embedding come back.
+
+Each ``.npy`` is checked when it is loaded: a file that cannot be read (cut short by a full
+disk), that is not float32 (images, D), or whose bytes differ from the sha256 saved next to
+it (``<name>.npy.sha256``) is recomputed and overwritten, with one warning naming it.
+Files saved before the checksums existed are checked for type, shape and finite values.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +35,53 @@ def embedding_key(extractor, lightness, chunk: int = 256) -> str:
     return digest.hexdigest()
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checksum_path(path: Path) -> Path:
+    """The sidecar holding the sha256 of the embedding file's bytes."""
+    return path.with_name(f"{path.name}.sha256")
+
+
+def load_checked(path: Path, count: int) -> np.ndarray:
+    """The embeddings saved at ``path`` for ``count`` images; a ValueError saying what is
+    wrong with the file when it is not what was saved."""
+    checksum = checksum_path(path)
+    verified = checksum.is_file()
+    if verified and checksum.read_text().strip() != _sha256(path):
+        raise ValueError("its bytes differ from those saved: sha256 mismatch")
+    try:
+        values = np.load(path)
+    except (OSError, ValueError, EOFError) as error:
+        raise ValueError(f"unreadable: {error}") from error
+    if values.dtype != np.float32 or values.ndim != 2 or len(values) != count:
+        raise ValueError(f"it holds {values.dtype} {values.shape}, not float32 ({count}, D)")
+    # With a checksum, the values are exactly those computed (NaN included: recomputing
+    # would give them again); without one, values that no network gives mean damage.
+    if not verified and not np.isfinite(values).all():
+        raise ValueError("it holds values that are not finite")
+    return values
+
+
+def save_checked(path: Path, values: np.ndarray) -> None:
+    """Save ``values`` at ``path``, then its sha256 next to it, each atomically: a crash
+    never leaves half a file under the real name, nor a checksum vouching for another."""
+    checksum = checksum_path(path)
+    checksum.unlink(missing_ok=True)
+    partial = path.with_name(f"{path.stem}.{os.getpid()}.part.npy")
+    np.save(partial, values)
+    digest = _sha256(partial)
+    partial.replace(path)
+    partial_sum = path.with_name(f"{path.stem}.{os.getpid()}.part.sha256")
+    partial_sum.write_text(f"{digest}\n")
+    partial_sum.replace(checksum)
+
+
 class EmbeddingCache:
     """``cache.embeddings(extractor, L)``: load if computed before, else compute and store."""
 
@@ -44,17 +97,23 @@ class EmbeddingCache:
     def embeddings(self, extractor, lightness, batch_size: int = 32, verbose: int = 0):
         path = self.path_for(extractor, lightness)
         if path.is_file():
-            self.hits += 1
-            return np.load(path)
+            try:
+                values = load_checked(path, len(lightness))
+            except ValueError as error:
+                warnings.warn(f"the cached embeddings {path} are damaged ({error}): "
+                              "recomputing them.", stacklevel=2)
+            else:
+                self.hits += 1
+                return values
         self.misses += 1
-        values = extractor.embed(lightness, batch_size=batch_size, verbose=verbose)
-        partial = path.with_name(f"{path.stem}.{os.getpid()}.part.npy")
-        np.save(partial, values)
-        partial.replace(path)  # atomic: a crash never leaves half a file under the real name
+        values = np.asarray(extractor.embed(lightness, batch_size=batch_size, verbose=verbose),
+                            np.float32)
+        save_checked(path, values)
         return values
 
     def clear(self) -> int:
+        """Delete every cached embedding (and its checksum); returns how many."""
         files = list(self.folder.glob("*.npy"))
-        for file in files:
-            file.unlink()
+        for file in [*files, *self.folder.glob("*.npy.sha256")]:
+            file.unlink(missing_ok=True)
         return len(files)

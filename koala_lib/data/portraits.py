@@ -19,9 +19,9 @@ import numpy as np
 
 from koala_lib.data.cache import EmbeddingCache
 from koala_lib.data.cleaning import clean
-from koala_lib.data.prepare import PreparedSet, prepare
+from koala_lib.data.prepare import PreparedSet, prepare, stop_a_worker_importing_main
 from koala_lib.data.sources import list_images, portrait_dir
-from koala_lib.data.split import person_ids, split_by_person
+from koala_lib.data.split import person_ids, plural, split_by_person
 
 
 def top_folders(names) -> np.ndarray:
@@ -85,6 +85,7 @@ def load_portraits(extractor, folder=None, image_size: int = 224, images: int | 
     public portraits when nothing is local); ``images`` takes a seeded random sample of the
     colour files first (None: all of them).
     """
+    stop_a_worker_importing_main()  # a script without a main guard, re-imported: see prepare
     folder = Path(folder) if folder else portrait_dir(download=True, progress=progress)
     if not folder.is_dir():
         raise FileNotFoundError(f"portrait folder {folder} does not exist.")
@@ -103,10 +104,12 @@ def load_portraits(extractor, folder=None, image_size: int = 224, images: int | 
                                   verbose=progress)
     empty = [name for name, paths in split_paths.items() if not paths]
     if empty:
-        raise ValueError(f"the split by person left {', '.join(empty)} empty: "
-                         f"{len(set(people))} persons in {len(report.kept)} usable images of "
-                         f"{folder}. Add images of more persons (or person ids in a "
-                         "manifest.csv).")
+        raise ValueError(
+            f"the split by person left {', '.join(empty)} empty: {folder} holds "
+            f"{plural(len(report.kept), 'usable image')} of {plural(len(set(people)), 'person')}"
+            f", and each split needs persons of its own (fractions {tuple(fractions)}). Add "
+            "images of more persons; if they are there, give each image its person's id in "
+            "manifest.csv's person_id column (images that share a person_id are one person).")
     prepared = prepare(report.kept, image_size, root=folder, progress=progress)
     position = {name: i for i, name in enumerate(prepared.names)}
     splits = {name: np.array(sorted(position[p.relative_to(folder).as_posix()] for p in paths),

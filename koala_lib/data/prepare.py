@@ -9,17 +9,41 @@ Each image is decoded by :func:`koala_lib.data.images.read_rgb` and cut to a squ
 batch by batch and never needs to fit in RAM. The classifier's input is computed from the
 same stored L (:meth:`PreparedSet.lightness`), so it sees exactly what the colorizer sees.
 
-The cache folder is named by a hash of the source files (path, size, modification time),
-the size, the policy and this module's version: change any of them and it is rebuilt.
+**The cache.** The folder ``<cache>/prepared/<size>px-<key>`` is named by a hash of the
+source files (path, size, modification time), the size, the policy and this module's
+version: change any of them and it is rebuilt. A file edited in a way that keeps both its
+size and its modification time (a tool that restores the time stamp) is not noticed: to
+force a rebuild, delete that folder under ``<cache>/prepared`` (or ``touch`` the file).
+
+A preparation is written into ``<folder>.building-<host>-<pid>`` and renamed when
+complete, so a run that was killed never leaves a half-written set under the real name; the
+next run on that set, on the same machine, removes the leftover folders of processes that no
+longer run (a cache on Google Drive may be shared with another machine's live build).
+A cached folder that is damaged anyway (cut short by a full disk, arrays of another shape
+or type, a bad ``index.json``) is rebuilt, with one line saying so; a folder passed as
+``folder=`` is never deleted: opening a damaged one is a ValueError that names it.
+
+**Workers.** 200 images or more are decoded by a pool of "spawn" processes. Each of them
+re-imports the main script, so a script that calls :func:`prepare` (or ``clean``, or
+``load_portraits``) outside ``if __name__ == "__main__":`` cannot use them: those workers
+stop at that call (instead of cleaning and preparing everything themselves), and the parent
+prepares the rest in one process, with a warning that says what to add.
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import hashlib
 import json
 import multiprocessing
 import os
 import shutil
+import socket
+import sys
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,12 +55,34 @@ from koala_lib.environment import cache_dir
 
 POLICY = CROP_POLICY
 VERSION = 1
+MIN_PARALLEL_IMAGES = 200  # fewer: starting processes costs more than it saves
+WORKER_MARK = "KOALA_PREPARE_WORKER"  # in the environment of this module's workers
+_pool_failed = False  # this process's workers could not run: do not try again
+# Names this machine in scratch folder names: pids are only meaningful on their own machine.
+_HOST = "".join(c if c.isalnum() else "_" for c in socket.gethostname()) or "host"
 
 
 def _prepare_one(job: tuple[str, int]) -> tuple[np.ndarray, np.ndarray]:
     path, size = job
     square = square_crop_resize(read_rgb(path), size)
     return color.pack_lab(color.rgb_to_lab(square))
+
+
+def _load_array(path: Path, dtype, shape: tuple[int, ...]) -> np.ndarray:
+    array = np.load(path, mmap_mode="r")
+    if array.dtype != dtype or array.shape != shape:
+        raise ValueError(f"{path.name} holds {array.dtype} {array.shape}, "
+                         f"not {np.dtype(dtype)} {shape}")
+    return array
+
+
+def _read_index(folder: Path) -> dict:
+    index = json.loads((folder / "index.json").read_text(encoding="utf-8"))
+    names = index.get("names") if isinstance(index, dict) else None
+    if not (isinstance(names, list) and all(isinstance(name, str) for name in names)
+            and type(index.get("size")) is int and index["size"] > 0):
+        raise ValueError("index.json is not a dict with a list of names and a positive size")
+    return index
 
 
 @dataclass
@@ -54,11 +100,18 @@ class PreparedSet:
 
     @classmethod
     def open(cls, folder) -> PreparedSet:
+        """The set prepared in ``folder``, checked whole: a damaged one (a file cut short,
+        arrays of another shape or type, a bad index) is a ValueError naming the folder."""
         folder = Path(folder)
-        index = json.loads((folder / "index.json").read_text())
-        return cls(folder, index["names"], index["size"],
-                   np.load(folder / "L.npy", mmap_mode="r"),
-                   np.load(folder / "ab.npy", mmap_mode="r"))
+        try:
+            index = _read_index(folder)
+            count, size = len(index["names"]), index["size"]
+            return cls(folder, index["names"], size,
+                       _load_array(folder / "L.npy", np.uint8, (count, size, size, 1)),
+                       _load_array(folder / "ab.npy", np.int8, (count, size, size, 2)))
+        except (OSError, ValueError, EOFError) as error:
+            raise ValueError(f"the prepared set in {folder} is damaged ({error}): delete "
+                             "that folder, and prepare() builds it again.") from error
 
     def lightness(self, indices) -> np.ndarray:
         """L in [0, 100], (B, S, S, 1) float32: the classifier's input."""
@@ -107,50 +160,177 @@ def cache_key(paths, size: int) -> str:
     return digest.hexdigest()
 
 
-def prepare(paths, size: int = 224, root=None, workers: int | None = None,
-            progress: bool = True, folder=None) -> PreparedSet:
-    """Prepare (or reuse) the cached arrays for ``paths``, in that order.
+# --- spawn workers and unguarded scripts ---------------------------------------------------
 
-    ``paths`` should be files that :func:`koala_lib.data.cleaning.clean` kept. ``workers``
-    processes decode in parallel (default: one per CPU). ``root`` only shortens the names.
-    """
+
+def importing_main_in_a_worker() -> bool:
+    """True while a "spawn" worker re-imports the parent's main script, before it runs its
+    task. ``parent_process()`` is still None then (it is set after that import); what marks
+    the phase is ``_inheriting`` (multiprocessing's own check) or the worker's command line
+    flag ``--multiprocessing-fork`` (a worker that has started has a parent process)."""
+    process = multiprocessing.current_process()
+    return bool(getattr(process, "_inheriting", False)) or (
+        "--multiprocessing-fork" in sys.argv and multiprocessing.parent_process() is None)
+
+
+def stop_a_worker_importing_main() -> None:
+    """Called first by :func:`prepare`, :func:`~koala_lib.data.cleaning.clean` and
+    :func:`~koala_lib.data.portraits.load_portraits`: a worker of :func:`prepare` that
+    re-imports a script without ``if __name__ == "__main__":`` must not redo the cleaning
+    and the whole preparation (nor run the rest of the script). It exits quietly; the parent
+    sees its pool broken and goes on in one process, with the warning that explains.
+
+    Only this module's workers stop (they start with ``WORKER_MARK`` set): another
+    library's "spawn" worker re-importing the same script goes through as it always did."""
+    if os.environ.get(WORKER_MARK) == "1" and importing_main_in_a_worker():
+        raise SystemExit(1)
+
+
+@contextlib.contextmanager
+def _marked_workers():
+    """Processes started inside get ``WORKER_MARK`` in their environment: from their first
+    line, before they re-import the main script, they know that they are ours."""
+    previous = os.environ.get(WORKER_MARK)
+    os.environ[WORKER_MARK] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(WORKER_MARK, None)
+        else:
+            os.environ[WORKER_MARK] = previous
+
+
+def _prepare_in_pool(jobs, packed_l, packed_ab, workers: int, bar) -> int:
+    """Fill the arrays from ``workers`` "spawn" processes (safe even when the parent has
+    started TensorFlow's threads). Returns how many images were done: all of them, unless
+    the workers died; then the caller prepares the rest."""
+    global _pool_failed
+    done = 0
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        with _marked_workers():
+            results = pool.map(_prepare_one, jobs, chunksize=16)  # submits all: starts all
+        for lightness, ab in results:
+            packed_l[done], packed_ab[done] = lightness, ab
+            done += 1
+            bar.update()
+    except BrokenProcessPool:
+        # Unlike multiprocessing.Pool, which starts new workers forever, this one reports
+        # dead workers: most often a script that its workers re-import stopped them.
+        _pool_failed = True
+        warnings.warn(
+            f"the {workers} worker processes stopped (a script that calls prepare() or "
+            "load_portraits() outside `if __name__ == \"__main__\":`, re-imported by each "
+            f"worker, or too little memory): preparing the other {len(jobs) - done} images "
+            "in this process. Put the script's code under `if __name__ == \"__main__\":` "
+            "to use the workers.", RuntimeWarning, stacklevel=5)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return done
+
+
+def _prepare_all(jobs, packed_l, packed_ab, workers: int, bar) -> None:
+    done = 0
+    if workers > 1:
+        done = _prepare_in_pool(jobs, packed_l, packed_ab, workers, bar)
+    for i in range(done, len(jobs)):
+        packed_l[i], packed_ab[i] = _prepare_one(jobs[i])
+        bar.update()
+
+
+def _worker_count(workers: int | None, count: int) -> int:
+    if (count < MIN_PARALLEL_IMAGES or _pool_failed or multiprocessing.parent_process()
+            or importing_main_in_a_worker()):
+        return 1  # few images; workers that could not run; or inside a worker: never nest
+    return workers or os.cpu_count() or 1
+
+
+# --- the folders: leftovers, damage, building ----------------------------------------------
+
+
+def _process_runs(pid: int) -> bool:
+    if os.name != "posix":
+        return True  # os.kill(pid, 0) would end the process on Windows: keep its folder
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # e.g. another user's process: it runs
+    return True
+
+
+def _remove_leftovers(target: Path) -> None:
+    """Remove ``<target>.building-<pid>`` (and ``.damaged-<pid>``) folders whose process no
+    longer runs: a preparation killed before it could clean up. A running one may still be
+    building: it is left alone."""
+    for stage in ("building", "damaged"):
+        for folder in target.parent.glob(f"{glob.escape(target.name)}.{stage}-*"):
+            host, _, pid = folder.name.split(f".{stage}-", 1)[1].rpartition("-")
+            mine = host in ("", _HOST)  # "": named by a version without the host
+            if mine and pid.isdigit() and not _process_runs(int(pid)):
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _set_aside(target: Path, reason: str) -> None:
+    """Remove a damaged cache folder: renamed first, so that a process that opens it now
+    finds either the whole old folder or none."""
+    print(f"The prepared cache {target} is damaged ({reason}): rebuilding it.")
+    aside = target.with_name(f"{target.name}.damaged-{_HOST}-{os.getpid()}")
+    try:
+        target.rename(aside)
+    except OSError:
+        return  # another process moved it first
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _damaged(target: Path, owned: bool, error: ValueError, reason: str) -> None:
+    if not owned:
+        raise error  # a folder that the caller chose: theirs to delete
+    _set_aside(target, reason)
+
+
+def _open_existing(target: Path, key: str, count: int, size: int, owned: bool):
+    """The prepared set already at ``target`` if it is whole and of these files; None when
+    there is none. A damaged one is removed when it is the cache's (``owned``), so that it
+    is rebuilt, and a ValueError when it is a folder that the caller chose."""
+    if not target.exists():
+        return None
+    try:
+        prepared = PreparedSet.open(target)
+    except ValueError as error:
+        return _damaged(target, owned, error, str(error.__cause__))
+    stored = json.loads((target / "index.json").read_text(encoding="utf-8")).get("key")
+    if (len(prepared), prepared.size) != (count, size) or stored not in (None, key):
+        found = f"{len(prepared)} images at {prepared.size}x{prepared.size} from other files"
+        error = ValueError(f"the prepared set in {target} holds {found}, not these "
+                           f"{count} at {size}x{size}: delete that folder, or choose another.")
+        return _damaged(target, owned, error, found)
+    return prepared
+
+
+def _publish(building: Path, target: Path) -> None:
+    try:
+        building.rename(target)
+    except OSError:
+        if not target.exists():
+            raise
+        # Another process finished the same set first: theirs is kept.
+
+
+def _build(paths, size: int, key: str, building: Path, workers: int, progress: bool,
+           root) -> None:
     from tqdm.auto import tqdm
 
-    paths = [Path(path) for path in paths]
-    if not paths:
-        raise ValueError("no images to prepare: the list is empty.")
-    if size <= 0 or size % 8:
-        raise ValueError(f"size must be a positive multiple of 8, got {size}.")
-    key = cache_key(paths, size)
-    target = Path(folder) if folder else cache_dir("prepared") / f"{size}px-{key[:20]}"
-    if (target / "index.json").is_file():
-        return PreparedSet.open(target)
-
-    building = target.with_name(f"{target.name}.building-{os.getpid()}")
-    shutil.rmtree(building, ignore_errors=True)
-    building.mkdir(parents=True)
     count = len(paths)
     packed_l = np.lib.format.open_memmap(building / "L.npy", "w+", np.uint8,
                                          (count, size, size, 1))
     packed_ab = np.lib.format.open_memmap(building / "ab.npy", "w+", np.int8,
                                           (count, size, size, 2))
     jobs = [(str(path), size) for path in paths]
-    workers = workers or os.cpu_count() or 1
-    if count < 200 or multiprocessing.parent_process() is not None:
-        # Few images: starting processes costs more than it saves. Inside a worker (a
-        # script without ``if __name__ == "__main__"`` re-imported by "spawn"): never nest.
-        workers = 1
     bar = tqdm(total=count, desc=f"preparing {size}x{size}", unit="img", disable=not progress)
-    if workers > 1:
-        # "spawn": safe even when the parent process has started TensorFlow's threads.
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            for i, (lightness, ab) in enumerate(pool.imap(_prepare_one, jobs, chunksize=16)):
-                packed_l[i], packed_ab[i] = lightness, ab
-                bar.update()
-    else:
-        for i, job in enumerate(jobs):
-            packed_l[i], packed_ab[i] = _prepare_one(job)
-            bar.update()
+    _prepare_all(jobs, packed_l, packed_ab, workers, bar)
     bar.close()
     packed_l.flush()
     packed_ab.flush()
@@ -159,8 +339,35 @@ def prepare(paths, size: int = 224, root=None, workers: int | None = None,
     names = [p.relative_to(base).as_posix() if base else p.name for p in paths]
     (building / "index.json").write_text(json.dumps(
         {"names": names, "size": size, "policy": POLICY, "version": VERSION, "key": key}))
-    if target.exists():  # another process finished first: keep theirs
-        shutil.rmtree(building)
-    else:
-        building.rename(target)
+
+
+def prepare(paths, size: int = 224, root=None, workers: int | None = None,
+            progress: bool = True, folder=None) -> PreparedSet:
+    """Prepare (or reuse) the cached arrays for ``paths``, in that order.
+
+    ``paths`` should be files that :func:`koala_lib.data.cleaning.clean` kept. ``workers``
+    processes decode in parallel (default: one per CPU). ``root`` only shortens the names.
+    ``folder`` (instead of the cache) is a folder of your own, reused for the same files.
+    """
+    stop_a_worker_importing_main()
+    paths = [Path(path) for path in paths]
+    if not paths:
+        raise ValueError("no images to prepare: the list is empty.")
+    if size <= 0 or size % 8:
+        raise ValueError(f"size must be a positive multiple of 8, got {size}.")
+    key = cache_key(paths, size)
+    target = Path(folder) if folder else cache_dir("prepared") / f"{size}px-{key[:20]}"
+    _remove_leftovers(target)
+    prepared = _open_existing(target, key, len(paths), size, owned=folder is None)
+    if prepared is not None:
+        return prepared
+
+    building = target.with_name(f"{target.name}.building-{_HOST}-{os.getpid()}")
+    shutil.rmtree(building, ignore_errors=True)
+    building.mkdir(parents=True)
+    try:
+        _build(paths, size, key, building, _worker_count(workers, len(paths)), progress, root)
+        _publish(building, target)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)  # failed or interrupted: no half set
     return PreparedSet.open(target)

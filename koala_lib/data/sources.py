@@ -12,18 +12,31 @@ Source order, the same in every notebook (:func:`portrait_dir`):
 :func:`sample_portrait` falls back to ``skimage.data.astronaut()`` (a public-domain portrait
 shipped with scikit-image) when no folder exists, so the early notebooks run with no data at
 all; it prints one line naming the source it used.
+
+**manifest.csv.** A folder may hold a ``manifest.csv`` (:func:`read_manifest`): a ``path``
+column (each image, relative to the folder) and optionally ``person_id`` (for the split by
+person), ``license`` and ``mode`` (``RGB`` for colour). Comma- or semicolon-separated (a
+spreadsheet's export), byte-order mark or not; header names are read without case or
+surrounding spaces. A manifest without ``path`` or with a path outside the folder is a
+ValueError that names it; rows naming files that are not there are left out, in one line.
 """
 
 from __future__ import annotations
 
 import csv
+import io
+import posixpath
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 
 from koala_lib import environment
 from koala_lib.data.images import is_image_file, read_rgb
+
+MANIFEST_COLUMNS = ("path",)  # required; "person_id", "license" and "mode" are optional
+DELIMITERS = (",", ";", "\t")
+MISSING_SHOWN = 3  # missing files named in the notice
 
 
 class NoPortraitsError(FileNotFoundError):
@@ -65,22 +78,79 @@ def describe_source(folder: Path) -> str:
             else f"the download ({shown})")
 
 
+def _delimiter(header: str) -> str:
+    """The delimiter that gives the header a ``path`` column (a spreadsheet saved in a
+    European locale separates with semicolons); a comma when none does."""
+    for delimiter in DELIMITERS:
+        names = next(csv.reader([header], delimiter=delimiter), [])
+        if "path" in [name.strip().lower() for name in names]:
+            return delimiter
+    return ","
+
+
+def _checked_path(manifest: Path, line: int, value: str) -> str:
+    """A row's path, normalized; a ValueError for one that is empty or outside the folder
+    (absolute, or climbing out with ``..``): it would be read from anywhere on the disk."""
+    normal = posixpath.normpath(value) if value else "."
+    absolute = PurePosixPath(value).is_absolute() or bool(PureWindowsPath(value).anchor)
+    if absolute or normal == "." or normal == ".." or normal.startswith("../"):
+        raise ValueError(f"{manifest}, row {line}: the path {value!r} is not a file inside "
+                         f"{manifest.parent} (paths are relative to the manifest's folder, "
+                         "without '..').")
+    return normal
+
+
 def read_manifest(folder: Path) -> list[dict[str, str]]:
-    """Rows of ``manifest.csv`` (path, person_id, license, ...), or [] when there is none."""
+    """Rows of ``manifest.csv`` (path, person_id, license, ...), or [] when there is none.
+
+    Column names are lower-cased and stripped, values stripped. A manifest without a
+    ``path`` column, or a row whose path is empty or outside ``folder``, is a ValueError.
+    """
     path = Path(folder) / "manifest.csv"
     if not path.is_file():
         return []
-    with path.open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+    text = path.read_text(encoding="utf-8-sig")  # a spreadsheet may start with a BOM
+    delimiter = _delimiter(text.partition("\n")[0])
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    found = [name.strip() for name in next(reader, [])]
+    columns = [name.lower() for name in found]
+    missing = [name for name in MANIFEST_COLUMNS if name not in columns]
+    if missing:
+        raise ValueError(f"{path} has no {', '.join(map(repr, missing))} column: it has "
+                         f"{', '.join(map(repr, found)) or 'none'}. A manifest needs 'path' "
+                         "(each image, relative to its folder); 'person_id', 'license' and "
+                         "'mode' are optional.")
+    rows = []
+    for values in reader:
+        if any(value.strip() for value in values):  # blank lines end many exports
+            row = {name: "" for name in columns} | dict(zip(columns, map(str.strip, values),
+                                                            strict=False))
+            row["path"] = _checked_path(path, reader.line_num, row["path"])
+            rows.append(row)
+    return rows
+
+
+def _present(folder: Path, files: list[Path]) -> list[Path]:
+    """The files that exist; the others are left out, said in one line (a manifest that
+    names files that were deleted or not downloaded)."""
+    present = [path for path in files if path.is_file()]
+    missing = [path.relative_to(folder).as_posix() for path in files if not path.is_file()]
+    if missing:
+        shown = ", ".join(missing[:MISSING_SHOWN]) + (", ..." if len(missing) > MISSING_SHOWN
+                                                     else "")
+        print(f"{folder / 'manifest.csv'} names {len(missing)} files that are not there, "
+              f"left out: {shown}")
+    return present
 
 
 def list_images(folder: Path, colour_only: bool = True) -> list[Path]:
-    """Image files under ``folder``, sorted. With a manifest and ``colour_only``, RGB rows only."""
+    """Image files under ``folder``, sorted. With a manifest, the files of its rows that
+    exist (the missing ones said in one line); with ``colour_only``, RGB rows only."""
     folder = Path(folder)
     rows = read_manifest(folder)
     if rows:
-        return [folder / row["path"] for row in rows
-                if not colour_only or row.get("mode", "RGB").upper() == "RGB"]
+        return _present(folder, [folder / row["path"] for row in rows if not colour_only
+                                 or (row.get("mode") or "RGB").upper() == "RGB"])
     return sorted(path for path in folder.rglob("*") if is_image_file(path) and path.is_file())
 
 

@@ -8,6 +8,7 @@ the folder an image sits in (one folder per person or per video), else the file 
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def split_by_person(paths, people, fractions=(0.8, 0.1, 0.1), seed: int = 0,
     """Assign whole persons to train/val/test so that image counts approach ``fractions``.
 
     Deterministic for a given seed: persons are shuffled, then each goes to the split that
-    is furthest below its target share.
+    is furthest below its target share. Too few persons leave a split empty: a warning.
     """
     if len(paths) != len(people):
         raise ValueError(f"{len(paths)} paths but {len(people)} person ids.")
@@ -64,10 +65,29 @@ def split_by_person(paths, people, fractions=(0.8, 0.1, 0.1), seed: int = 0,
     for person in order:
         deficits = [fractions[i] * total - len(splits[name]) for i, name in enumerate(SPLITS)]
         splits[SPLITS[int(np.argmax(deficits))]].extend(sorted(groups[person]))
+    counts = describe_split(splits, groups)
     if verbose:
-        members = {name: set(splits[name]) for name in SPLITS}
-        persons = {name: sum(ps[0] in members[name] for ps in groups.values())
-                   for name in SPLITS}
-        print(" | ".join(f"{name}: {len(splits[name])} images, {persons[name]} persons"
-                         for name in SPLITS))
+        print(counts)
+    empty = [name for share, name in zip(fractions, SPLITS, strict=True)
+             if share > 0 and not splits[name]]
+    if empty:
+        # Too few persons (one person's many images cannot be divided): training would
+        # have nothing to validate or test on. load_portraits() makes this an error.
+        warnings.warn(f"the split by person left {', '.join(empty)} empty: {counts} "
+                      f"({plural(len(groups), 'person')} for fractions {tuple(fractions)}).",
+                      stacklevel=2)
     return splits
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def describe_split(splits: dict[str, list[Path]], groups: dict[str, list[Path]]) -> str:
+    """How many images and persons each split holds, e.g. ``train: 80 images, 40 persons |
+    val: ...``; ``groups`` maps each person to their paths."""
+    members = {name: set(splits[name]) for name in SPLITS}
+    persons = {name: sum(paths[0] in members[name] for paths in groups.values())
+               for name in SPLITS}
+    return " | ".join(f"{name}: {plural(len(splits[name]), 'image')}, "
+                      f"{plural(persons[name], 'person')}" for name in SPLITS)
