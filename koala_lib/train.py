@@ -476,6 +476,10 @@ def train(data: PortraitData, config: TrainConfig, run_dir, train_indices=None,
     val_indices = data.indices("val") if val_indices is None else np.asarray(val_indices)
     if len(train_indices) == 0:
         raise ValueError("no training images.")
+    if len(val_indices) == 0:  # allowed (a quick experiment), but never silently
+        warnings.warn("no validation images: this run measures no held-out loss, so neither "
+                      "over-fitting nor a stalled run would show. Give val_indices, or load "
+                      "portraits of more persons.", stacklevel=2)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     identity = {

@@ -357,3 +357,11 @@ def test_data_parallel_over_two_devices_under_jax():
     line = result.stdout.strip().splitlines()[-1]
     assert line == ("keras.distribution.DataParallel over 2 GPUs | DataParallel 2 | True | "
                     "None"), line
+
+
+def test_a_run_without_validation_images_warns(ci_data, tmp_path):
+    subset = ci_data.indices("train")[:8]
+    with pytest.warns(UserWarning, match="no validation images"):
+        result = train.train(ci_data, small_config(**{**TINY, "epochs": 1}), tmp_path / "run",
+                             train_indices=subset, val_indices=[], verbose=0)
+    assert result.epochs_done == 1 and "val_loss" not in result.history[-1]
