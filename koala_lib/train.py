@@ -539,7 +539,8 @@ def train(data: PortraitData, config: TrainConfig, run_dir, train_indices=None,
         if show and resumed_from is not None and initial_epoch >= config.epochs:
             more = (f", more than the {config.epochs} asked" if initial_epoch > config.epochs
                     else "")
-            print(f"{run_dir.name} already holds {initial_epoch} epochs{more}: nothing to "
+            epochs = f"{initial_epoch} epoch{'s' if initial_epoch != 1 else ''}"
+            print(f"{run_dir.name} already holds {epochs}{more}: nothing to "
                   "train; the run is returned as it is.")
         elif show and resumed_from is not None:
             print(f"Resuming {run_dir.name} after epoch {initial_epoch} of {config.epochs}.")
