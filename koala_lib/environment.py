@@ -25,6 +25,7 @@ The variables are read at each call (cheap), so a notebook or test that sets one
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import warnings
@@ -187,3 +188,28 @@ def visible_gpus() -> int:
     except Exception as error:  # a broken driver must not stop a CPU run
         warnings.warn(f"could not query GPUs for backend {backend!r}: {error}", stacklevel=2)
     return 0
+
+
+# --- processes started by koala_lib.data.prepare ---------------------------------------------
+
+WORKER_MARK = "KOALA_PREPARE_WORKER"
+
+
+def marked_worker() -> bool:
+    """True in a process that :func:`marked_workers` started (and its re-import of the main
+    script): it knows from its first line that it is one of prepare's workers."""
+    return os.environ.get(WORKER_MARK) == "1"
+
+
+@contextlib.contextmanager
+def marked_workers():
+    """Processes started inside inherit ``WORKER_MARK`` in their environment."""
+    previous = os.environ.get(WORKER_MARK)
+    os.environ[WORKER_MARK] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(WORKER_MARK, None)
+        else:
+            os.environ[WORKER_MARK] = previous

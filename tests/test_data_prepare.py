@@ -13,7 +13,7 @@ import pytest
 from conftest import photo_file
 from PIL import Image
 
-from koala_lib import color
+from koala_lib import color, environment
 from koala_lib.data import prepare
 
 
@@ -138,7 +138,7 @@ def test_only_prepares_own_workers_stop_while_importing_the_main_script(
     paths = photo_pngs(tmp_path / "images", 3)
     monkeypatch.setattr(prepare, "MIN_PARALLEL_IMAGES", 1)
     assert len(prepare.prepare(paths, 8, workers=2, progress=False)) == 3
-    monkeypatch.setenv(prepare.WORKER_MARK, "1")
+    monkeypatch.setenv(environment.WORKER_MARK, "1")
     with pytest.raises(SystemExit):
         prepare.prepare(paths, 8, workers=2, progress=False)
 

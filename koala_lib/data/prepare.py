@@ -32,7 +32,6 @@ prepares the rest in one process, with a warning that says what to add.
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import hashlib
 import json
@@ -49,14 +48,13 @@ from pathlib import Path
 
 import numpy as np
 
-from koala_lib import color
+from koala_lib import color, environment
 from koala_lib.data.images import CROP_POLICY, read_rgb, square_crop_resize
 from koala_lib.environment import cache_dir
 
 POLICY = CROP_POLICY
 VERSION = 1
 MIN_PARALLEL_IMAGES = 200  # fewer: starting processes costs more than it saves
-WORKER_MARK = "KOALA_PREPARE_WORKER"  # in the environment of this module's workers
 _pool_failed = False  # this process's workers could not run: do not try again
 # Names this machine in scratch folder names: pids are only meaningful on their own machine.
 _HOST = "".join(c if c.isalnum() else "_" for c in socket.gethostname()) or "host"
@@ -180,25 +178,11 @@ def stop_a_worker_importing_main() -> None:
     and the whole preparation (nor run the rest of the script). It exits quietly; the parent
     sees its pool broken and goes on in one process, with the warning that explains.
 
-    Only this module's workers stop (they start with ``WORKER_MARK`` set): another
+    Only this module's workers stop (their environment marks them, see
+    :func:`koala_lib.environment.marked_workers`): another
     library's "spawn" worker re-importing the same script goes through as it always did."""
-    if os.environ.get(WORKER_MARK) == "1" and importing_main_in_a_worker():
+    if environment.marked_worker() and importing_main_in_a_worker():
         raise SystemExit(1)
-
-
-@contextlib.contextmanager
-def _marked_workers():
-    """Processes started inside get ``WORKER_MARK`` in their environment: from their first
-    line, before they re-import the main script, they know that they are ours."""
-    previous = os.environ.get(WORKER_MARK)
-    os.environ[WORKER_MARK] = "1"
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(WORKER_MARK, None)
-        else:
-            os.environ[WORKER_MARK] = previous
 
 
 def _prepare_in_pool(jobs, packed_l, packed_ab, workers: int, bar) -> int:
@@ -209,7 +193,7 @@ def _prepare_in_pool(jobs, packed_l, packed_ab, workers: int, bar) -> int:
     done = 0
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:
-        with _marked_workers():
+        with environment.marked_workers():
             results = pool.map(_prepare_one, jobs, chunksize=16)  # submits all: starts all
         for lightness, ab in results:
             packed_l[done], packed_ab[done] = lightness, ab
