@@ -54,12 +54,27 @@ _STORAGE_DTYPES = {
 }
 
 
+
+class _StorageType:
+    """What a storage class name (``torch.FloatStorage``...) unpickles to: the dtype it
+    names, and nothing that can be called (NumPy's scalar types can: called on a nested list
+    that repeats itself, they would build an array of exponential size)."""
+
+    def __init__(self, name: str, dtype):
+        self.name, self.dtype = name, np.dtype(dtype)
+
+    def __repr__(self) -> str:
+        return f"torch.{self.name}"
+
+
+_STORAGE_TYPES = {name: _StorageType(name, dtype) for name, dtype in _STORAGE_DTYPES.items()}
+
 # What a malformed file makes pickle, zipfile, struct or NumPy raise (zipfile raises
 # RuntimeError for an encrypted member): each becomes one ValueError naming the file.
 _DAMAGED = (
     pickle.UnpicklingError, zipfile.BadZipFile, zlib.error, EOFError, struct.error,
     KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError,
-    NotImplementedError, RuntimeError,
+    NotImplementedError, RuntimeError, MemoryError, RecursionError,
 )
 
 
@@ -166,8 +181,8 @@ class _StateDictUnpickler(pickle.Unpickler):
             return collections.OrderedDict
         if module == "torch._utils" and name in ("_rebuild_tensor_v2", "_rebuild_tensor"):
             return _rebuild_tensor
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _STORAGE_DTYPES[name]
+        if module == "torch" and name in _STORAGE_TYPES:
+            return _STORAGE_TYPES[name]  # not callable: a file cannot make it build arrays
         raise pickle.UnpicklingError(
             f"{module}.{name} is not allowed in a weights file (only tensors and dicts are)"
         )
@@ -178,8 +193,9 @@ class _StateDictUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"{bad}: not ('storage', type, key, location, count)")
         _kind, dtype, key, _location, numel, *_view = saved_id
         # Identity, not ==: a NumPy dtype equals the text that names it.
-        if not any(dtype is known for known in _STORAGE_DTYPES.values()):
+        if not any(dtype is known for known in _STORAGE_TYPES.values()):
             raise pickle.UnpicklingError(f"{bad}: {dtype!r} is not a storage type")
+        dtype = dtype.dtype
         if not _is_count(numel):
             raise pickle.UnpicklingError(f"{bad}: its element count is not a count >= 0")
         key = str(key)
@@ -246,7 +262,15 @@ def _read_zip_storage(archive: zipfile.ZipFile, name: str, storage: _Storage) ->
     except KeyError:
         raise ValueError(f"storage {storage.key!r} is missing from the zip (no {name})") from None
     storage.check_bytes(info.file_size)  # the size the zip claims, before reading it
-    storage.fill(archive.read(info))
+    storage.fill(_read_member(archive, info))
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    """A member's bytes. PyTorch stores members uncompressed; a compressed one could expand
+    a small file into gigabytes, so it is refused before it is read."""
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise ValueError(f"{info.filename} is compressed, which PyTorch never writes")
+    return archive.read(info)
 
 
 def _load_zip(path: Path) -> dict[str, np.ndarray]:
@@ -256,7 +280,8 @@ def _load_zip(path: Path) -> dict[str, np.ndarray]:
             raise ValueError("a zip file without data.pkl")
         prefix = pickles[0][: -len("data.pkl")]
         storages: dict[str, _Storage] = {}
-        state = _StateDictUnpickler(io.BytesIO(archive.read(pickles[0])), storages).load()
+        pickled = _read_member(archive, archive.getinfo(pickles[0]))
+        state = _StateDictUnpickler(io.BytesIO(pickled), storages).load()
         for key, storage in storages.items():
             _read_zip_storage(archive, f"{prefix}data/{key}", storage)
     return _materialize(state)

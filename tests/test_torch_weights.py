@@ -332,3 +332,36 @@ def test_a_file_that_is_not_a_zip_nor_a_pickle_is_refused(tmp_path):
     path.write_bytes(b"PK\x03\x04 a truncated zip header")
     with _refused(path):
         load_state_dict(path)
+
+
+def test_a_zip_with_a_compressed_member_is_refused_before_it_is_expanded(tmp_path,
+                                                                          fake_torch):
+    path = _four_floats(tmp_path, fake_torch, use_zip=True)
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members["archive/data.pkl"] += bytes(4 * 10**6)  # after the pickle: would expand 100x
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    assert path.stat().st_size < 50_000
+    with _refused(path, "archive/data.pkl is compressed, which PyTorch never writes"):
+        load_state_dict(path)
+
+
+def test_a_storage_type_cannot_be_called_to_build_arrays(tmp_path, fake_torch):
+    # A nested list that repeats itself: 20 levels are 2**20 numbers from a few hundred
+    # bytes of pickle; NumPy's scalar types, called on it, would build them all.
+    nested = [0.0]
+    for _ in range(20):
+        nested = [nested, nested]
+
+    class Expanding:
+        def __reduce__(self):
+            return (fake_torch.FloatStorage, (nested,))
+
+    path = tmp_path / "expanding.pth"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", pickle.dumps({"w": Expanding()}, protocol=2))
+    assert path.stat().st_size < 2_000
+    with _refused(path, "not callable"):
+        load_state_dict(path)
