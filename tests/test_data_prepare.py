@@ -233,3 +233,26 @@ def test_opening_a_damaged_folder_names_it_and_says_to_delete_it(tmp_path, monke
     with pytest.raises(ValueError, match="delete"):
         prepare.prepare(paths, 16, workers=1, progress=False, folder=folder)
     assert folder.is_dir()
+
+
+def test_a_read_error_is_not_taken_for_damage_and_deletes_nothing(tmp_path, monkeypatch):
+    import errno
+
+    paths, first = prepared_photos(tmp_path, monkeypatch)
+
+    def flaky(*args):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(prepare, "_load_array", flaky)
+    with pytest.raises(OSError, match="left as it is: try again"):
+        prepare.prepare(paths, 16, workers=1, progress=False)
+    assert (first.folder / "L.npy").is_file() and (first.folder / "index.json").is_file()
+
+
+def test_leftovers_of_other_sets_in_the_cache_are_removed_too(tmp_path, monkeypatch):
+    paths, first = prepared_photos(tmp_path, monkeypatch)
+    other = first.folder.with_name(
+        f"224px-0123456789abcdef0123.building-{prepare._HOST}-{not_running_pid()}")
+    other.mkdir()
+    prepare.prepare(paths[:2], 16, workers=1, progress=False)  # another set
+    assert not other.exists()

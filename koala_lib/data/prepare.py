@@ -107,9 +107,12 @@ class PreparedSet:
             return cls(folder, index["names"], size,
                        _load_array(folder / "L.npy", np.uint8, (count, size, size, 1)),
                        _load_array(folder / "ab.npy", np.int8, (count, size, size, 2)))
-        except (OSError, ValueError, EOFError) as error:
+        except (FileNotFoundError, ValueError, EOFError) as error:  # what damage looks like
             raise ValueError(f"the prepared set in {folder} is damaged ({error}): delete "
                              "that folder, and prepare() builds it again.") from error
+        except OSError as error:  # a disk or network hiccup: the folder may be fine
+            raise OSError(f"cannot read the prepared set in {folder} ({error}); it was "
+                          "left as it is: try again.") from error
 
     def lightness(self, indices) -> np.ndarray:
         """L in [0, 100], (B, S, S, 1) float32: the classifier's input."""
@@ -245,12 +248,14 @@ def _process_runs(pid: int) -> bool:
     return True
 
 
-def _remove_leftovers(target: Path) -> None:
-    """Remove ``<target>.building-<pid>`` (and ``.damaged-<pid>``) folders whose process no
-    longer runs: a preparation killed before it could clean up. A running one may still be
-    building: it is left alone."""
+def _remove_leftovers(target: Path, whole_cache: bool) -> None:
+    """Remove ``<target>.building-<host>-<pid>`` (and ``.damaged-...``) folders whose process
+    no longer runs on this machine: a preparation killed before it could clean up. With
+    ``whole_cache``, those of every set in the cache folder (a set that is never prepared
+    again would keep its leftover forever). A running one may still be building: left alone."""
+    name = "*" if whole_cache else glob.escape(target.name)
     for stage in ("building", "damaged"):
-        for folder in target.parent.glob(f"{glob.escape(target.name)}.{stage}-*"):
+        for folder in target.parent.glob(f"{name}.{stage}-*"):
             host, _, pid = folder.name.split(f".{stage}-", 1)[1].rpartition("-")
             mine = host in ("", _HOST)  # "": named by a version without the host
             if mine and pid.isdigit() and not _process_runs(int(pid)):
@@ -341,7 +346,7 @@ def prepare(paths, size: int = 224, root=None, workers: int | None = None,
         raise ValueError(f"size must be a positive multiple of 8, got {size}.")
     key = cache_key(paths, size)
     target = Path(folder) if folder else cache_dir("prepared") / f"{size}px-{key[:20]}"
-    _remove_leftovers(target)
+    _remove_leftovers(target, whole_cache=folder is None)
     prepared = _open_existing(target, key, len(paths), size, owned=folder is None)
     if prepared is not None:
         return prepared
