@@ -93,10 +93,24 @@ def test_rows_naming_missing_files_are_dropped_and_reported(tmp_path, capsys):
     assert len(out.splitlines()) == 1
 
 
-@pytest.mark.parametrize("escaping", ["../outside.png", "/etc/passwd", "a/../../x.png"])
+@pytest.mark.parametrize("escaping", ["../outside.png", "/etc/passwd", "a/../../x.png",
+                                      "..\\..\\x.png", "C:\\photos\\x.png"])
 def test_a_manifest_row_outside_the_folder_is_refused(tmp_path, escaping):
     (tmp_path / "set").mkdir()
     folder = folder_with_manifest(tmp_path / "set", f"path\na.png\n{escaping}\n")
     with pytest.raises(ValueError, match="row 3") as error:
         data.list_images(folder)
-    assert str(folder / "manifest.csv") in str(error.value) and escaping in str(error.value)
+    assert str(folder / "manifest.csv") in str(error.value)
+    assert repr(escaping) in str(error.value)
+
+
+def test_a_manifest_in_another_encoding_or_unreadable_says_how_to_save_it(tmp_path):
+    (tmp_path / "set").mkdir()
+    manifest = tmp_path / "set" / "manifest.csv"
+    manifest.write_bytes("path,person_id\na.png,José\n".encode("cp1252"))
+    with pytest.raises(ValueError, match="not UTF-8 text.*CSV UTF-8") as error:
+        data.list_images(manifest.parent)
+    assert str(manifest) in str(error.value)
+    manifest.write_text("path,person_id\na.png," + "x" * 200_000 + "\n")
+    with pytest.raises(ValueError, match="row 2.*field larger than field limit"):
+        data.list_images(manifest.parent)

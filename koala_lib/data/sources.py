@@ -93,7 +93,8 @@ def _checked_path(manifest: Path, line: int, value: str) -> str:
     (absolute, or climbing out with ``..``): it would be read from anywhere on the disk."""
     normal = posixpath.normpath(value) if value else "."
     absolute = PurePosixPath(value).is_absolute() or bool(PureWindowsPath(value).anchor)
-    if absolute or normal == "." or normal == ".." or normal.startswith("../"):
+    climbs = ".." in PureWindowsPath(value).parts  # "..\\x.jpg" climbs out on Windows
+    if absolute or climbs or normal == "." or normal == ".." or normal.startswith("../"):
         raise ValueError(f"{manifest}, row {line}: the path {value!r} is not a file inside "
                          f"{manifest.parent} (paths are relative to the manifest's folder, "
                          "without '..').")
@@ -109,7 +110,11 @@ def read_manifest(folder: Path) -> list[dict[str, str]]:
     path = Path(folder) / "manifest.csv"
     if not path.is_file():
         return []
-    text = path.read_text(encoding="utf-8-sig")  # a spreadsheet may start with a BOM
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # a spreadsheet may start with a BOM
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text ({error}): save it again as \"CSV "
+                         "UTF-8\" (a spreadsheet's plain CSV may use another encoding).") from None
     delimiter = _delimiter(text.partition("\n")[0])
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     found = [name.strip() for name in next(reader, [])]
@@ -121,12 +126,16 @@ def read_manifest(folder: Path) -> list[dict[str, str]]:
                          "(each image, relative to its folder); 'person_id', 'license' and "
                          "'mode' are optional.")
     rows = []
-    for values in reader:
-        if any(value.strip() for value in values):  # blank lines end many exports
-            row = {name: "" for name in columns} | dict(zip(columns, map(str.strip, values),
-                                                            strict=False))
-            row["path"] = _checked_path(path, reader.line_num, row["path"])
-            rows.append(row)
+    try:
+        for values in reader:
+            if any(value.strip() for value in values):  # blank lines end many exports
+                row = {name: "" for name in columns} | dict(zip(columns, map(str.strip, values),
+                                                                strict=False))
+                row["path"] = _checked_path(path, reader.line_num, row["path"])
+                rows.append(row)
+    except csv.Error as error:
+        raise ValueError(f"{path}, row {reader.line_num}: {error}: not a manifest "
+                         "a CSV reader can read.") from None
     return rows
 
 
