@@ -95,7 +95,10 @@ def run_evaluate(args) -> int:
         raise ValueError(f"--size must be a positive multiple of 8, got {args.size}.")
     if args.json and args.json.exists() and not _is_evaluation_json(args.json):
         raise ValueError(f"--json {args.json} exists and is not an earlier evaluation's "
-                         "output: name a new file (it is never overwritten).")
+                         "output: name a new file (only an earlier evaluation's JSON is "
+                         "replaced).")
+    if args.json and args.json.parent.exists() and not args.json.parent.is_dir():
+        raise ValueError(f"--json {args.json}: {args.json.parent} is a file, not a folder.")
     if not args.model.is_file():
         raise FileNotFoundError(f"no trained model at {args.model} (--model): name a .keras "
                                 "file saved by notebook 06, with its .json beside it.")
@@ -108,7 +111,9 @@ def run_evaluate(args) -> int:
           f"{result['mean_ab_source']}.\nprotocol: {result['protocol']}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+        partial = args.json.with_name(f".{args.json.name}.partial")  # no half-written JSON
+        partial.write_text(json.dumps(result, indent=1) + "\n")
+        partial.replace(args.json)
         print(f"wrote {args.json}")
     return 0
 

@@ -21,6 +21,8 @@ came from another extractor than the one offered.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,7 +137,9 @@ def _metadata_extractor(wanted: dict, info_path: Path):
 
     name, weights = wanted["name"], wanted["weights"]
     allowed = {"random", "imagenet", "torchvision"}
-    if name not in EXTRACTORS or weights not in allowed:
+    # A weights file of your own (FeatureExtractor(name, path)) is named by its path; its
+    # fingerprint is checked below like any other.
+    if name not in EXTRACTORS or (weights not in allowed and not Path(weights).is_file()):
         raise ValueError(f"{info_path} names extractor {name!r} with {weights!r} weights; "
                          f"koala knows {sorted(EXTRACTORS)} with {sorted(allowed)} weights. "
                          "Restore the model's own .json, or pass the extractor yourself.")
@@ -231,7 +235,7 @@ def full_lightness(rgb) -> np.ndarray:
 def _upsampled_rows(planes, rows: slice, height: int, width: int) -> np.ndarray:
     """Rows ``rows`` of the a,b ``planes`` (Pillow "F" images) resized bilinearly to
     (height, width). Pillow clips the filter to the image, not to the box, so strips equal
-    the rows of one whole resize."""
+    the rows of one whole resize up to float rounding (a,b within 0.003; tested)."""
     scale = planes[0].height / height
     box = (0, rows.start * scale, planes[0].width, rows.stop * scale)
     size = (width, rows.stop - rows.start)
@@ -401,8 +405,12 @@ def colorize_files(sources, out_dir, trained: TrainedColorizer, extractor,
 
 
 def _save_png(rgb: np.ndarray, target: Path) -> None:
-    """Written under a temporary name first: an interrupted run leaves no half image."""
-    partial = target.with_name(f"{target.name}.partial")
+    """Written under a new temporary name first: an interrupted run leaves no half image,
+    and no file of yours is ever replaced."""
+    handle, name = tempfile.mkstemp(prefix=f".{target.stem}-", suffix=".partial.png",
+                                    dir=target.parent)
+    os.close(handle)
+    partial = Path(name)
     try:
         Image.fromarray(rgb).save(partial, format="PNG")
         partial.replace(target)

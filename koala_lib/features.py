@@ -30,10 +30,12 @@ offline, that fails with a message naming the offline choice.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass
 from importlib import resources
@@ -56,6 +58,7 @@ OFFLINE_FILE = "mobilenet_v2-b0353104.pth"
 # The whole sha256: the 8 hex digits in the file name (torchvision names its files by
 # their hash's start) are 32 bits, too few to tell a substituted file from the real one.
 OFFLINE_SHA256 = "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
+CONVERTED_FILE = "mobilenet_v2_torchvision_b0353104.weights.h5"  # in Keras' format, cached
 KERAS_INCEPTION_FILE = "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels.h5"
 # Images converted and embedded at a time: bounds memory (about 2.5 MB an image at 299x299
 # between the float64 resize and the float32 input), whatever the set's size.
@@ -204,17 +207,23 @@ def torchvision_mobilenet_v2(weights_file=None) -> keras.Model:
     """The offline ImageNet MobileNetV2 as a Keras model (logits), converted once and cached."""
     from koala_lib.torch_weights import load_state_dict
 
-    converted = cache_dir("weights") / "mobilenet_v2_torchvision_b0353104.weights.h5"
+    converted = cache_dir("weights") / CONVERTED_FILE
     if weights_file is None and converted.is_file():
         model = _torchvision_layout_mobilenet_v2()
-        model.load_weights(converted)
-        return model
+        try:
+            model.load_weights(converted)
+            return model
+        except Exception as error:  # cut short (h5py raises OSError, Keras ValueError...)
+            warnings.warn(f"the converted weights {converted} cannot be loaded ({error}): "
+                          "converting them again.", stacklevel=2)
     source = Path(weights_file) if weights_file else offline_mobilenet_v2_file()
     state = load_state_dict(_check_offline_file(source))
     model = _torchvision_layout_mobilenet_v2()
     _load_torchvision_weights(model, state)
-    if weights_file is None:
-        model.save_weights(converted)
+    if weights_file is None:  # under a temporary name first: a crash leaves no half file
+        partial = converted.with_name(f"{os.getpid()}.part.weights.h5")
+        model.save_weights(partial)
+        os.replace(partial, converted)
     return model
 
 
@@ -334,6 +343,11 @@ def load_extractor(name: str = "mobilenet_v2", weights="auto",
                    verbose: bool = True) -> FeatureExtractor:
     """Build an extractor; ``weights="auto"``: torchvision's for MobileNetV2 (offline),
     Keras' ImageNet weights for Inception-ResNet-v2 (downloaded once)."""
+    from koala_lib.data.prepare import stop_a_worker_importing_main
+
+    # A script without a main guard, re-imported by prepare's workers: they stop here, not
+    # after building a classifier each (about 0.5 GB apiece).
+    stop_a_worker_importing_main()
     if weights == "auto":
         weights = "torchvision" if name == "mobilenet_v2" else "imagenet"
     try:

@@ -302,7 +302,7 @@ def test_evaluate_never_overwrites_a_file_that_is_not_its_own_output(saved_model
     notes.write_text('{"mine": true}')
     assert main(["evaluate", str(tmp_path), "--model", str(saved_model), "--json",
                  str(notes)]) == 1
-    assert "is never overwritten" in capsys.readouterr().err
+    assert "is not an earlier evaluation's output" in capsys.readouterr().err
     assert notes.read_text() == '{"mine": true}'
 
 
@@ -316,3 +316,13 @@ def test_a_keras_model_that_is_not_a_colorizer_is_refused(saved_model, extractor
     with pytest.raises(ValueError, match="not a colorizer's") as error:
         colorize.load_trained(other, extractor)
     assert str(other) in str(error.value)
+
+
+def test_a_model_on_a_weights_file_of_your_own_reloads_from_its_description(random_mobilenet,
+                                                                           tmp_path):
+    weights = tmp_path / "mine.weights.h5"
+    random_mobilenet.model.save_weights(weights)
+    own = FeatureExtractor("mobilenet_v2", str(weights))
+    path = colorize.save_trained(build_colorizer(32), tmp_path / "own.keras", own,
+                                 image_size=32)
+    assert colorize.load_trained(path)[1].fingerprint == own.fingerprint

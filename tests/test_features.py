@@ -108,3 +108,21 @@ def test_local_weights_file_loads_the_same_network(tmp_path, random_mobilenet):
     np.testing.assert_allclose(from_file.embed(lightness), random_mobilenet.embed(lightness),
                                rtol=1e-5, atol=1e-12)
     assert from_file.fingerprint == random_mobilenet.fingerprint
+
+
+def test_converted_weights_cut_short_are_converted_again(tmp_path, monkeypatch, mobilenet):
+    import os
+
+    original = features.offline_mobilenet_v2_file()
+    monkeypatch.setenv("KOALA_CACHE_DIR", str(tmp_path))
+    (tmp_path / "weights").mkdir()
+    os.link(original, tmp_path / "weights" / features.OFFLINE_FILE)
+    converted = tmp_path / "weights" / features.CONVERTED_FILE
+    converted.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))  # an h5 header, then nothing
+    with pytest.warns(UserWarning, match="cannot be loaded.*converting them again"):
+        model = features.torchvision_mobilenet_v2()
+    for mine, reference in zip(model.get_weights(), mobilenet.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, reference)
+    again = features.torchvision_mobilenet_v2()  # the rewritten file loads
+    np.testing.assert_array_equal(again.get_weights()[0], model.get_weights()[0])
+    assert not list(converted.parent.glob("*.part.*"))
