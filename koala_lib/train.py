@@ -46,6 +46,7 @@ import os
 import re
 import time
 import warnings
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -384,7 +385,13 @@ def _load_newest_intact(run_dir: Path, state: dict) -> tuple[keras.Model, dict]:
         path = run_dir / name
         try:
             model = keras.saving.load_model(path, compile=True, safe_mode=True)
-        except Exception as error:  # a cut-off .keras zip fails in many ways, all "damaged"
+        except Exception as error:  # a cut-off .keras zip fails in many ways
+            if _archive_is_whole(path):  # then it is not damage: memory, versions, a disk
+                raise RuntimeError(
+                    f"cannot load the checkpoint {path}, although the file is whole "
+                    f"({type(error).__name__}: {str(error)[:300]}). Nothing was changed: "
+                    "fix the cause (memory, the Keras version that wrote it) and run again."
+                ) from error
             damaged.append(f"{path} ({type(error).__name__}: {str(error)[:200]})")
             continue
         if damaged:
@@ -396,6 +403,15 @@ def _load_newest_intact(run_dir: Path, state: dict) -> tuple[keras.Model, dict]:
     raise ValueError(f"no checkpoint of the run in {run_dir} can be loaded (damaged?): "
                      f"{'; '.join(damaged)}. To start this run over, delete the folder "
                      f"{run_dir}.")
+
+
+def _archive_is_whole(path: Path) -> bool:
+    """A .keras file is a zip: whole when every member reads back with its checksum."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is None
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError):
+        return False
 
 
 def _roll_back(run_dir: Path, state: dict, checkpoint: str) -> dict:

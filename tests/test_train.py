@@ -365,3 +365,19 @@ def test_a_run_without_validation_images_warns(ci_data, tmp_path):
         result = train.train(ci_data, small_config(**{**TINY, "epochs": 1}), tmp_path / "run",
                              train_indices=subset, val_indices=[], verbose=0)
     assert result.epochs_done == 1 and "val_loss" not in result.history[-1]
+
+
+def test_a_whole_checkpoint_that_fails_to_load_is_not_taken_for_damage(finished_run, tmp_path,
+                                                                       ci_data, monkeypatch):
+    _, config, subset, _ = finished_run
+    folder = copy_run(finished_run, tmp_path)
+    before = folder_contents(folder)
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("not enough memory to load")
+
+    monkeypatch.setattr(keras.saving, "load_model", out_of_memory)
+    with pytest.raises(RuntimeError, match="although the file is whole.*Nothing was changed"):
+        train.train(ci_data, small_config(**{**TINY, "epochs": 3}), folder,
+                    train_indices=subset, verbose=0)
+    assert folder_contents(folder) == before  # no roll-back: the newest epoch is kept
