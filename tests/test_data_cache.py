@@ -121,8 +121,19 @@ def test_an_embedding_file_without_a_checksum_is_still_used_when_its_shape_fits(
     checksum.unlink()
     np.testing.assert_array_equal(cache.embeddings(extractor, lightness), expected)
     assert extractor.calls == 1
+    assert checksum.is_file()  # verified once, it gets its checksum
+    checksum.unlink()
     np.save(path, expected[:2])  # but not one of the wrong length
     with pytest.warns(UserWarning, match=path.name):
         cache.embeddings(extractor, lightness)
     assert extractor.calls == 2 and checksum.is_file()
     assert cache.clear() == 1 and not list(path.parent.iterdir())
+
+
+def test_an_old_embedding_file_of_another_width_is_recomputed(tmp_path):
+    cache, extractor, lightness, expected, path = cached_once(tmp_path)
+    extractor.embedding_dim = expected.shape[1]
+    path.with_name(path.name + ".sha256").unlink()  # as an earlier version saved it
+    np.save(path, np.zeros((len(expected), 7), np.float32))
+    with pytest.warns(UserWarning, match=r"not float32 \(5, 2\)"):
+        np.testing.assert_array_equal(cache.embeddings(extractor, lightness), expected)

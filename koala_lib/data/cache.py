@@ -48,24 +48,36 @@ def checksum_path(path: Path) -> Path:
     return path.with_name(f"{path.name}.sha256")
 
 
-def load_checked(path: Path, count: int) -> np.ndarray:
-    """The embeddings saved at ``path`` for ``count`` images; a ValueError saying what is
-    wrong with the file when it is not what was saved."""
+def load_checked(path: Path, count: int, dim: int | None = None) -> np.ndarray:
+    """The embeddings saved at ``path`` for ``count`` images (of ``dim`` values each, when
+    given); a ValueError saying what is wrong with the file when it is not what was saved.
+    A file that passes without a checksum (saved by an earlier version) gets one."""
     checksum = checksum_path(path)
     verified = checksum.is_file()
-    if verified and checksum.read_text().strip() != _sha256(path):
-        raise ValueError("its bytes differ from those saved: sha256 mismatch")
-    try:
-        values = np.load(path)
-    except (OSError, ValueError, EOFError) as error:
+    try:  # any failure to read is damage here: a cache, recomputing costs only time
+        same = not verified or checksum.read_text().strip() == _sha256(path)
+        values = np.load(path) if same else None
+    except (OSError, EOFError, ValueError) as error:
         raise ValueError(f"unreadable: {error}") from error
-    if values.dtype != np.float32 or values.ndim != 2 or len(values) != count:
-        raise ValueError(f"it holds {values.dtype} {values.shape}, not float32 ({count}, D)")
+    if values is None:
+        raise ValueError("its bytes differ from those saved: sha256 mismatch")
+    expected = f"float32 ({count}, {dim or 'D'})"
+    if values.dtype != np.float32 or values.ndim != 2 or len(values) != count or (
+            dim is not None and values.shape[1] != dim):
+        raise ValueError(f"it holds {values.dtype} {values.shape}, not {expected}")
     # With a checksum, the values are exactly those computed (NaN included: recomputing
     # would give them again); without one, values that no network gives mean damage.
     if not verified and not np.isfinite(values).all():
         raise ValueError("it holds values that are not finite")
+    if not verified:
+        _write_checksum(path, _sha256(path))
     return values
+
+
+def _write_checksum(path: Path, digest: str) -> None:
+    partial_sum = path.with_name(f"{path.stem}.{os.getpid()}.part.sha256")
+    partial_sum.write_text(f"{digest}\n")
+    partial_sum.replace(checksum_path(path))
 
 
 def save_checked(path: Path, values: np.ndarray) -> None:
@@ -77,9 +89,7 @@ def save_checked(path: Path, values: np.ndarray) -> None:
     np.save(partial, values)
     digest = _sha256(partial)
     partial.replace(path)
-    partial_sum = path.with_name(f"{path.stem}.{os.getpid()}.part.sha256")
-    partial_sum.write_text(f"{digest}\n")
-    partial_sum.replace(checksum)
+    _write_checksum(path, digest)
 
 
 class EmbeddingCache:
@@ -98,7 +108,8 @@ class EmbeddingCache:
         path = self.path_for(extractor, lightness)
         if path.is_file():
             try:
-                values = load_checked(path, len(lightness))
+                values = load_checked(path, len(lightness),
+                                      getattr(extractor, "embedding_dim", None))
             except ValueError as error:
                 warnings.warn(f"the cached embeddings {path} are damaged ({error}): "
                               "recomputing them.", stacklevel=2)
