@@ -254,8 +254,10 @@ class _RunRecorder(keras.callbacks.Callback):
         self.state.update(epochs_done=epoch + 1, checkpoint=checkpoint,
                           checkpoints=kept[-KEEP_CHECKPOINTS:])
         _write_json_atomic(self.run_dir / STATE_FILE, self.state)
-        for name in set(previous) - set(self.state["checkpoints"]):  # no longer referred to
-            (self.run_dir / name).unlink(missing_ok=True)
+        # Those no longer referred to; also one left by a crash between these two steps.
+        for path in self.run_dir.glob("checkpoint-epoch*.keras"):
+            if path.name not in self.state["checkpoints"]:
+                path.unlink(missing_ok=True)
         _write_csv(self.run_dir / "log.csv", self.state["history"])
 
 

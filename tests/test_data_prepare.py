@@ -256,3 +256,14 @@ def test_leftovers_of_other_sets_in_the_cache_are_removed_too(tmp_path, monkeypa
     other.mkdir()
     prepare.prepare(paths[:2], 16, workers=1, progress=False)  # another set
     assert not other.exists()
+
+
+def test_an_empty_folder_of_your_own_is_prepared_into(tmp_path, monkeypatch):
+    monkeypatch.setenv("KOALA_CACHE_DIR", str(tmp_path / "cache"))
+    paths = [tmp_path / f"{i}.png" for i in range(3)]
+    for i, path in enumerate(paths):
+        photo_file(path, i)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    prepared = prepare.prepare(paths, 16, workers=1, progress=False, folder=mine)
+    assert prepared.folder == mine and len(prepared) == 3

@@ -228,9 +228,13 @@ def test_a_finished_run_can_be_extended_to_more_epochs(finished_run, tmp_path, c
     first = train.train(ci_data, replace(config, epochs=1), folder, train_indices=subset,
                         verbose=0)
     assert first.epochs_done == 1
+    # A checkpoint no state refers to (a crash between writing the state and deleting it).
+    shutil.copy(folder / "checkpoint-epoch001.keras", folder / "checkpoint-epoch009.keras")
     extended = train.train(ci_data, config, folder, train_indices=subset, verbose=0)
     assert extended.resumed_from == 1
     assert_same_end(extended, uninterrupted)
+    assert sorted(path.name for path in folder.glob("checkpoint-*.keras")) == [
+        "checkpoint-epoch001.keras", "checkpoint-epoch002.keras"]
     # Asking for fewer epochs than done returns the run as it is, and says so.
     fewer = train.train(ci_data, replace(config, epochs=1), folder, train_indices=subset,
                         verbose=1)

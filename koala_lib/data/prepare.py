@@ -286,6 +286,9 @@ def _open_existing(target: Path, key: str, count: int, size: int, owned: bool):
     is rebuilt, and a ValueError when it is a folder that the caller chose."""
     if not target.exists():
         return None
+    if target.is_dir() and not any(target.iterdir()):  # a new folder of yours: built into
+        target.rmdir()
+        return None
     try:
         prepared = PreparedSet.open(target)
     except ValueError as error:
