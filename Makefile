@@ -43,8 +43,9 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	@mkdir -p build
 	$(CI_ENV) $(BIN)/python -m pytest tests notebooks \
-	    --nbval-lax --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
-	$(CI_ENV) KERAS_BACKEND=jax $(BIN)/python -m pytest $(BACKEND_TESTS) -p no:cacheprovider
+	    --nbval-lax --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider --durations=25
+	$(CI_ENV) KERAS_BACKEND=jax $(BIN)/python -m pytest $(BACKEND_TESTS) -p no:cacheprovider \
+	    --durations=10
 
 course: $(STAMP)
 	@mkdir -p build/notebooks
