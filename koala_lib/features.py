@@ -47,6 +47,7 @@ from keras import layers
 from skimage.transform import resize
 
 from koala_lib import color
+from koala_lib.data.cache import file_sha256
 from koala_lib.environment import cache_dir
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # torchvision normalisation
@@ -87,16 +88,8 @@ def imagenet_class_names() -> list[str]:
 # --- the offline MobileNetV2 weights --------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _check_offline_file(path: Path) -> Path:
-    digest = _sha256(path)
+    digest = file_sha256(path)
     if digest != OFFLINE_SHA256:
         raise ValueError(
             f"{path} has sha256 {digest}, not torchvision's {OFFLINE_SHA256}: refusing weights "

@@ -20,7 +20,7 @@ def test_class_names_are_imagenet_in_keras_order():
 def test_offline_weights_are_torchvisions_file():
     path = features.offline_mobilenet_v2_file()
     assert path.name == "mobilenet_v2-b0353104.pth"
-    assert features._sha256(path) == features.OFFLINE_SHA256
+    assert features.file_sha256(path) == features.OFFLINE_SHA256
     assert features.OFFLINE_SHA256.startswith("b0353104")  # torchvision names files by it
 
 
@@ -34,7 +34,7 @@ def test_a_wrong_weights_file_is_refused(tmp_path):
 def test_a_weights_file_matching_only_the_first_hash_digits_is_refused(tmp_path, monkeypatch):
     impostor = tmp_path / "mobilenet_v2-b0353104.pth"
     impostor.write_bytes(b"not the weights")
-    found = features._sha256(impostor)
+    found = features.file_sha256(impostor)
     # The first 8 hex digits (all that the file name promises) agree; a later one differs.
     expected = found[:8] + ("0" if found[8] != "0" else "1") + found[9:]
     monkeypatch.setattr(features, "OFFLINE_SHA256", expected)

@@ -35,9 +35,10 @@ def embedding_key(extractor, lightness, chunk: int = 256) -> str:
     return digest.hexdigest()
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path) -> str:
+    """The sha256 of a file's bytes, read a megabyte at a time."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with Path(path).open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -55,7 +56,7 @@ def load_checked(path: Path, count: int, dim: int | None = None) -> np.ndarray:
     checksum = checksum_path(path)
     verified = checksum.is_file()
     try:  # any failure to read is damage here: a cache, recomputing costs only time
-        same = not verified or checksum.read_text().strip() == _sha256(path)
+        same = not verified or checksum.read_text().strip() == file_sha256(path)
         values = np.load(path) if same else None
     except (OSError, EOFError, ValueError) as error:
         raise ValueError(f"unreadable: {error}") from error
@@ -70,7 +71,7 @@ def load_checked(path: Path, count: int, dim: int | None = None) -> np.ndarray:
     if not verified and not np.isfinite(values).all():
         raise ValueError("it holds values that are not finite")
     if not verified:
-        _write_checksum(path, _sha256(path))
+        _write_checksum(path, file_sha256(path))
     return values
 
 
@@ -87,7 +88,7 @@ def save_checked(path: Path, values: np.ndarray) -> None:
     checksum.unlink(missing_ok=True)
     partial = path.with_name(f"{path.stem}.{os.getpid()}.part.npy")
     np.save(partial, values)
-    digest = _sha256(partial)
+    digest = file_sha256(partial)
     partial.replace(path)
     _write_checksum(path, digest)
 
