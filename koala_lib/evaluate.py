@@ -38,7 +38,8 @@ GRAY = "gray (a = b = 0)"
 TRAIN_MEAN = "training mean a,b"
 TRAINED = "trained model"
 METRIC_COLUMNS = ("images", "held-out loss", "PSNR (dB)", "SSIM", "colourfulness",
-                  "colourfulness gap", "mean chroma", "mean hue (deg)", "measured")
+                  "colourfulness gap", "mean chroma", "mean hue (deg)", "faces", "background",
+                  "measured")
 
 __all__ = [
     "Comparison",
@@ -174,6 +175,9 @@ def summary_row(summary: dict, **leading) -> dict:
         "colourfulness gap": summary["colourfulness_gap"],
         "mean chroma": summary["chroma"],
         "mean hue (deg)": summary["hue"],
+        **({"faces": metrics.describe_region(summary, "face"),
+            "background": metrics.describe_region(summary, "background")}
+           if "face_chroma" in summary else {}),
         "measured": metrics.describe_colour(summary),
     }
 

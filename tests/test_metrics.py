@@ -38,18 +38,110 @@ def test_colourfulness_of_gray_and_of_a_flat_colour():
     assert metrics.colourfulness(color.rgb_to_gray(photo)) < 1 < metrics.colourfulness(photo)
 
 
-def test_summary_hue_and_words():
+def lab_image(size, face_lab, background_lab, elsewhere_lab=(60.0, 0.0, 0.0)):
+    """An 8-bit RGB image of known colours: ``face_lab`` in the face region,
+    ``background_lab`` in the background corners, ``elsewhere_lab`` between them."""
+    masks = metrics.region_masks(size)
+    lab = np.empty((size, size, 3))
+    lab[:] = elsewhere_lab
+    lab[masks["face"]] = face_lab
+    lab[masks["background"]] = background_lab
+    return color.to_uint8(color.lab_to_rgb(lab))
+
+
+def lab_at(lightness, hue, chroma):
+    return (lightness, chroma * np.cos(np.radians(hue)), chroma * np.sin(np.radians(hue)))
+
+
+def test_face_and_background_regions_are_apart_and_where_a_portrait_has_them():
+    masks = metrics.region_masks(64)
+    face, background = masks["face"], masks["background"]
+    assert not (face & background).any()
+    assert 0.08 < face.mean() < 0.16 and 0.08 < background.mean() < 0.16
+    assert face[32, 32] and not face[2, 2] and background[2, 2] and background[2, 61]
+    assert not background[60, 2]  # the bottom corners are shoulders, not background
+
+
+@pytest.mark.parametrize(("hue", "family"), [
+    (0, "pink/red"), (340, "pink/red"), (45, "brown/orange"), (95, "yellow"), (165, "green"),
+    (250, "blue"), (305, "purple/mauve"), (359.9, "pink/red"), (-15, "pink/red")])
+def test_hue_families_name_known_hues(hue, family):
+    assert metrics.hue_family(hue) == family
+
+
+# Hand-made truths and predictions of known hue and chroma: skin faces (hue 50, chroma 25)
+# before a blue backdrop (hue 250, chroma 15), as the shared portraits have them.
+SKIN, BACKDROP = lab_at(65, 50, 25), lab_at(70, 250, 15)
+
+
+@pytest.mark.parametrize(("face", "background", "verdict"), [
+    (SKIN, BACKDROP, "blue background"),  # the truth itself: skin faces, blue backdrop
+    (lab_at(65, 50, 5), lab_at(70, 250, 3), "grayish"),  # a fifth of the chroma
+    (lab_at(65, 40, 25), lab_at(70, 30, 15), "brownish/reddish"),  # warm everywhere
+    (lab_at(65, 165, 25), BACKDROP, "green faces, blue background"),
+    (lab_at(65, 305, 15), lab_at(70, 250, 10), "purple/mauve (muted) faces"),
+])
+def test_verdict_names_what_each_region_shows(face, background, verdict):
+    truth = lab_image(64, SKIN, BACKDROP)
+    predicted = lab_image(64, face, background)
+    summary = metrics.summarize(metrics.evaluate(truth[None], predicted[None]))
+    assert verdict in metrics.describe_colour(summary)
+    assert summary["face_hue_truth"] == pytest.approx(50, abs=1.5)
+    assert summary["face_chroma_truth"] == pytest.approx(25, abs=1.5)
+    assert summary["background_hue_truth"] == pytest.approx(250, abs=1.5)
+    assert "(truth brown/orange: 5" in metrics.describe_region(summary, "face")
+
+
+def test_a_blue_background_does_not_hide_green_faces():
+    # The old rule: the hue of the whole image's mean a,b. A large blue backdrop and green
+    # faces average to a hue that names neither; the regions name both.
+    truth = lab_image(64, SKIN, BACKDROP, elsewhere_lab=BACKDROP)
+    predicted = lab_image(64, lab_at(65, 165, 25), BACKDROP, elsewhere_lab=BACKDROP)
+    summary = metrics.summarize(metrics.evaluate(truth[None], predicted[None]))
+    assert metrics.hue_family(summary["hue"]) == "blue"
+    assert metrics.describe_colour(summary).startswith("green faces")
+
+
+def test_faces_of_mixed_hues_are_mottled():
+    truth = lab_image(64, SKIN, BACKDROP)
+    lab = color.rgb_to_lab(truth)
+    face = metrics.region_masks(64)["face"]
+    stripes = (np.arange(64)[None, :] // 2 % 2 == 0) & face  # pink and green columns
+    lab[stripes] = lab_at(65, 330, 25)
+    lab[face & ~stripes] = lab_at(65, 150, 25)
+    predicted = color.to_uint8(color.lab_to_rgb(lab))
+    summary = metrics.summarize(metrics.evaluate(truth[None], predicted[None]))
+    assert summary["face_consistency"] < 0.5 < summary["face_consistency_truth"]
+    assert metrics.describe_colour(summary).startswith("mottled faces")
+
+
+def test_summary_hue_is_a_chroma_weighted_circular_mean():
     photo = skdata.astronaut()[::4, ::4]
     gray = color.to_uint8(color.rgb_to_gray(photo))
     summary = metrics.summarize(metrics.evaluate(photo[None], gray[None]))
     assert summary["chroma"] < 1 and summary["colourfulness_gap"] < -10
-    assert metrics.describe_colour(summary).startswith("grayish")
-    brown = np.broadcast_to(np.array([110, 80, 60], np.uint8), photo.shape)
-    warm = metrics.summarize(metrics.evaluate(photo[None], brown[None]))
-    assert 0 < warm["hue"] < 90
-    assert "brownish/reddish" in metrics.describe_colour(warm)
+    assert metrics.describe_colour(summary) == "grayish"
+    per_image = {"psnr": np.ones(2), "chroma": np.array([1.0, 3.0]), "hue": np.array([350, 20])}
+    # sum of w sin = -0.174 + 3 x 0.342, of w cos = 0.985 + 3 x 0.940: atan2 -> 12.63 deg
+    assert metrics.summarize(per_image)["hue"] == pytest.approx(12.63, abs=0.01)
 
 
+def test_region_rule_holds_on_the_real_portraits(portrait_folder):
+    # The rule's regions, checked where they are used: the true faces of the shared colour
+    # portraits are skin-coloured, their background corners are the blue backdrop.
+    from koala_lib.data import read_manifest
+    from koala_lib.data.images import read_rgb, square_crop_resize
+
+    rows = [row for row in read_manifest(portrait_folder) if row["mode"] == "RGB"]
+    assert len(rows) > 1000
+    images = np.stack([square_crop_resize(read_rgb(portrait_folder / row["path"]), 64)
+                       for row in rows])
+    colours = [metrics.region_colours(color.rgb_to_lab(image)) for image in images]
+    skin = [metrics.hue_family(c["face_hue"]) in metrics.SKIN_FAMILIES for c in colours]
+    blue = [metrics.hue_family(c["background_hue"]) == "blue" for c in colours]
+    assert np.mean(skin) > 0.98 and np.mean(blue) > 0.85
+    # True faces are not mottled (and are not the "mottled" or "gray" of a prediction).
+    assert np.median([c["face_consistency"] for c in colours]) > 0.9
 def test_bad_inputs_are_refused_clearly():
     with pytest.raises(ValueError, match="differ in shape"):
         metrics.psnr(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 9, 3), np.uint8))
