@@ -25,6 +25,7 @@ import csv
 import json
 import math
 import platform
+import shutil
 import warnings
 from dataclasses import dataclass
 from importlib import resources
@@ -84,17 +85,15 @@ class CourseSettings:
     # 05: over-fitting one photo
     overfit_size: int
     overfit_steps: int
-    # 06 and 08: the course model
+    # 06, 07 and 08: the course model (07's Table 1 and curve use its size and data)
     image_size: int
     images: int | None  # portraits sampled (None: all)
     batch_size: int
     epochs: int
     hand_epochs: int  # 06's training loop written by hand, checked against train.train
     # 07: Table 1 and section 4.3
-    table1_image_size: int
     batch_scale: float  # 1.0: the report's batches
     curve_epochs: int
-    curve_batch_size: int
     source_epochs: int
     source_batch_size: int
     overfit_one_steps: int
@@ -237,6 +236,21 @@ def run_dir(profile: str, name: str = "06_training") -> Path:
     """The run folder of a notebook's training (``name``) in ``profile``; the same name
     resumes the run."""
     return environment.build_dir() / "runs" / f"{name}_{profile}"
+
+
+def start_from_run(source, target) -> bool:
+    """Copy the run folder ``source`` (another notebook's training) to ``target`` when
+    ``target`` holds no run yet, so training ``target`` with the same settings and more
+    epochs continues ``source``'s epochs instead of repeating them. Returns whether it
+    copied; ``source``'s own folder is never changed."""
+    source, target = Path(source), Path(target)
+    if target.exists() or not (source / "state.json").is_file():
+        return False
+    staging = target.with_name(f".{target.name}.copying")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging)
+    staging.rename(target)  # a folder half copied is never taken for a run
+    return True
 
 
 def model_path(profile: str, create: bool = True) -> Path:

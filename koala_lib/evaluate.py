@@ -174,6 +174,7 @@ def summary_row(summary: dict, **leading) -> dict:
         "colourfulness": summary["colourfulness"],
         "colourfulness gap": summary["colourfulness_gap"],
         "mean chroma": summary["chroma"],
+        "chroma vs truth": summary["chroma"] / max(summary["chroma_truth"], 1e-9),
         "mean hue (deg)": summary["hue"],
         **({"faces": metrics.describe_region(summary, "face"),
             "background": metrics.describe_region(summary, "background")}

@@ -118,6 +118,99 @@ TABLE_COLUMNS = ("run", "batch as run", "updates", "train loss", "held-out loss"
                  "SSIM", "colourfulness gap", "faces", "background", "measured", "report")
 
 
+# --- the report's claims against the measurements ------------------------------------------
+
+HOLDS, DOES_NOT_HOLD, OTHER_FORM = "holds", "does not hold", "tested in another form"
+SIGNIFICANCE = 0.05  # paired t-test level for "no significant difference"
+EPOCH_GAIN = 0.05  # a held-out loss lower by 5% or more is a gain worth the name
+
+
+def report_verdicts(result: Table1Result) -> list[dict]:
+    """Each Table 1 run's report comment beside what was measured, and whether it holds.
+
+    "grayish" and "Brownish/Reddish" hold when :func:`koala_lib.metrics.describe_colour`
+    says the same of the run. "No significant difference" (run 4: three epochs of the
+    batches of run 2) is a paired t-test of the per-image held-out loss of run 4 against
+    run 2's on the same portraits.
+    """
+    from scipy.stats import ttest_rel
+
+    rows = {row["run"]: row for row in result.rows}
+    verdicts = []
+    for name, row in rows.items():
+        if name.startswith("baseline"):
+            continue
+        comment, measured = row["report"].strip('"'), row["measured"]
+        if "grayish" in comment:
+            holds, evidence = measured == "grayish", f"measured: {measured}"
+        elif "Brownish/Reddish" in comment:
+            holds, evidence = measured == "brownish/reddish", f"measured: {measured}"
+        else:  # "No significant difference was measured": run 4 against run 2
+            other = next(key for key in rows if key.startswith("run 2:"))
+            losses = (result.per_image[name]["ab_mse"], result.per_image[other]["ab_mse"])
+            p_value = float(ttest_rel(*losses).pvalue)
+            holds = not p_value < SIGNIFICANCE
+            evidence = (f"held-out loss {row['held-out loss']:.4f} against run 2's "
+                        f"{rows[other]['held-out loss']:.4f}: paired t-test p = "
+                        f"{p_value:.2g} over {len(losses[0])} portraits")
+        verdicts.append({"run": name, "report": f'"{comment}"', "measured": evidence,
+                         "verdict": HOLDS if holds else DOES_NOT_HOLD})
+    return verdicts
+
+
+def epochs_verdict(history: list[dict], below: int = 10, gain: float = EPOCH_GAIN) -> dict:
+    """Section 4.3's "no significant gain on increasing the epochs ... below 10": the
+    held-out loss after epoch 1 against the best up to epoch ``below`` (or the last)."""
+    losses = {row["epoch"]: row["val_loss"] for row in history if "val_loss" in row}
+    last = max(epoch for epoch in losses if epoch <= below)
+    first, best_epoch = losses[1], min((e for e in losses if 1 <= e <= last), key=losses.get)
+    relative = (first - losses[best_epoch]) / first
+    tested = f"epochs 1-{last}" + (f" (of the report's {below})" if last < below else "")
+    return {"claim": "no significant gain from more epochs below 10",
+            "measured": f"{tested}: held-out loss {first:.4f} after epoch 1, best "
+                        f"{losses[best_epoch]:.4f} at epoch {best_epoch} "
+                        f"({relative:.0%} lower)",
+            "verdict": DOES_NOT_HOLD if relative >= gain else HOLDS}
+
+
+def overfit_verdict(history: list[dict], steps_per_epoch: int, stalled_after: int = 4,
+                    fall: float = 0.5) -> dict:
+    """Section 4.3's "the loss was not reducing any further after 4 epochs" of over-fitting
+    one image (one image: an epoch is one step). Holds when the loss at the end is not
+    below ``fall`` times the first loss recorded after step ``stalled_after``."""
+    losses = [(row["epoch"] * steps_per_epoch, row["val_loss"]) for row in history
+              if row["epoch"] >= 1 and "val_loss" in row]
+    step, early = next((s, v) for s, v in losses if s >= stalled_after)
+    end_step, end = losses[-1]
+    return {"claim": "over-fitting one image, the loss stops falling after 4 epochs",
+            "measured": f"loss {early:.4f} at step {step}, {end:.5f} at step {end_step} "
+                        f"({end / early:.1%} of it)",
+            "verdict": HOLDS if end > fall * early else DOES_NOT_HOLD}
+
+
+def sources_verdict(rows: list[dict]) -> dict:
+    """Section 4.3's "When using diverse dataset ... no visible changes in the images. As
+    compared to using the dataset for a specific scenario such as a specific video",
+    tested in another form: the report's narrow set was one video; ours is one source
+    (US Congress) against both, the same number of images. "Visible change" is measured
+    as the held-out predictions' chroma against the truth's, over both sources."""
+    def colour(name):
+        chosen = [row for row in rows if row["trained on"] == name]
+        weights = [row["images"] for row in chosen]
+        return (np.average([row["chroma vs truth"] for row in chosen], weights=weights),
+                np.average([row["held-out loss"] for row in chosen], weights=weights))
+
+    names = list(dict.fromkeys(row["trained on"] for row in rows))
+    narrow, diverse = (colour(name) for name in names)
+    less = diverse[0] < narrow[0]
+    return {"claim": "a diverse training set gives less visible colour than a narrow one",
+            "measured": f"chroma {diverse[0]:.0%} of the truth's trained on {names[1]}, "
+                        f"{narrow[0]:.0%} on {names[0]}; held-out loss {diverse[1]:.4f} "
+                        f"against {narrow[1]:.4f}",
+            "verdict": f"{OTHER_FORM}: {'holds' if less else 'does not hold'} "
+                       "(one source, not one video)"}
+
+
 def write_table(rows, path_stem, note: str = "") -> tuple[Path, Path]:
     """``path_stem``.md (with ``note`` under the table) and ``path_stem``.csv (every column)."""
     path_stem = Path(path_stem)

@@ -244,3 +244,19 @@ def test_a_missing_model_is_trained_with_a_time_estimate(ci_data):
     images = len(ci_data.indices("train")) * course.SETTINGS["ci"].epochs
     assert f"{images:,} images" in estimate and f"about {images / 112:.0f} s" in estimate
     assert "measured on a 2-core CPU" in estimate
+
+
+def test_a_run_is_started_from_another_only_when_it_holds_nothing(tmp_path):
+    source, target = tmp_path / "06_training_cpu", tmp_path / "07" / "epochs"
+    assert not course.start_from_run(source, target)  # nothing to copy from
+    source.mkdir()
+    (source / "state.json").write_text('{"epochs_done": 3}')
+    (source / "checkpoint-epoch003.keras").write_bytes(b"weights")
+    target.parent.mkdir()
+    assert course.start_from_run(source, target)
+    assert (target / "checkpoint-epoch003.keras").read_bytes() == b"weights"
+    (target / "state.json").write_text('{"epochs_done": 10}')  # the copy trained on
+    assert not course.start_from_run(source, target)  # never overwritten
+    assert (target / "state.json").read_text() == '{"epochs_done": 10}'
+    assert (source / "state.json").read_text() == '{"epochs_done": 3}'
+    assert sorted(path.name for path in target.parent.iterdir()) == ["epochs"]

@@ -44,3 +44,61 @@ def test_each_table1_run_quotes_its_own_report_comment():
             row = re.compile(rf"\|\s*{run.batch}\s*\|\s*{run.steps}\s*\|\s*{run.epochs}\s*\|")
             line = next(line for line in text.splitlines() if row.match(line))
             assert run.report in line, (run.run, line)
+
+
+def fake_table1(measured: dict, run4_losses, run2_losses) -> experiments.Table1Result:
+    rows = [{"run": "baseline: gray (a = b = 0)", "report": "-", "measured": "grayish"}]
+    per_image = {}
+    for spec in experiments.TABLE1:
+        name = f"run {spec.run}: {spec.batch}/{spec.steps}/{spec.epochs}"
+        losses = {4: run4_losses, 2: run2_losses}.get(spec.run, run2_losses)
+        rows.append({"run": name, "report": f'"{spec.report}"', "measured": measured[spec.run],
+                     "held-out loss": float(np.mean(losses))})
+        per_image[name] = {"ab_mse": np.asarray(losses, float)}
+    return experiments.Table1Result(rows, np.arange(len(run2_losses)), {}, per_image, {})
+
+
+def test_report_verdicts_compare_each_comment_with_its_measurement():
+    rng = np.random.default_rng(0)
+    run2 = rng.uniform(0.01, 0.03, 50)
+    same = run2 + rng.normal(0, 1e-4, 50)  # no real difference
+    measured = {1: "grayish", 2: "brownish/reddish", 3: "green faces, blue background",
+                4: "grayish"}
+    verdicts = experiments.report_verdicts(fake_table1(measured, same, run2))
+    assert [v["verdict"] for v in verdicts] == ["holds", "holds", "does not hold", "holds"]
+    assert "green faces" in verdicts[2]["measured"]
+    assert "paired t-test" in verdicts[3]["measured"]
+    better = run2 * 0.5  # three epochs halve every portrait's loss: a real difference
+    verdicts = experiments.report_verdicts(fake_table1(measured, better, run2))
+    assert verdicts[3]["verdict"] == "does not hold"
+
+
+def test_epochs_verdict_measures_the_gain_up_to_epoch_ten():
+    falling = [{"epoch": e, "val_loss": 0.1 / (1 + e)} for e in range(0, 16)]
+    verdict = experiments.epochs_verdict(falling)
+    assert verdict["verdict"] == "does not hold" and "at epoch 10" in verdict["measured"]
+    flat = [{"epoch": 0, "val_loss": 0.5}] + [{"epoch": e, "val_loss": 0.02 - 1e-5 * e}
+                                              for e in range(1, 5)]
+    verdict = experiments.epochs_verdict(flat)
+    assert verdict["verdict"] == "holds" and "epochs 1-4 (of the report's 10)" in verdict[
+        "measured"]
+
+
+def test_overfit_verdict_holds_only_when_the_loss_stalls():
+    falling = [{"epoch": e, "val_loss": 0.1 * 0.7 ** e} for e in range(0, 11)]
+    assert experiments.overfit_verdict(falling, 10)["verdict"] == "does not hold"
+    stalled = [{"epoch": e, "val_loss": 0.05 if e else 0.1} for e in range(0, 11)]
+    verdict = experiments.overfit_verdict(stalled, 10)
+    assert verdict["verdict"] == "holds" and "at step 10" in verdict["measured"]
+
+
+def test_sources_verdict_says_it_tests_another_form():
+    def row(trained, source, chroma, images):
+        return {"trained on": trained, "tested on": source, "chroma vs truth": chroma,
+                "held-out loss": 0.01, "images": images}
+
+    rows = [row("narrow", "us", 0.8, 100), row("narrow", "uk", 0.6, 100),
+            row("diverse", "us", 0.5, 100), row("diverse", "uk", 0.5, 100)]
+    verdict = experiments.sources_verdict(rows)
+    assert verdict["verdict"].startswith("tested in another form: holds")
+    assert "50% of the truth's trained on diverse, 70% on narrow" in verdict["measured"]
