@@ -64,3 +64,30 @@ def test_bad_arguments_and_files(clip, tmp_path):
     (tmp_path / "fake.mp4").write_text("not a video")
     with pytest.raises(ValueError, match="cannot read fake.mp4"):
         video.sample_frames(tmp_path / "fake.mp4", every_seconds=1)
+
+
+def test_a_still_filmed_into_a_clip_reads_like_a_video(tmp_path):
+    rng = np.random.default_rng(0)
+    still = (rng.uniform(0, 1, (40, 30, 3)) * [200, 120, 80]).astype(np.uint8)  # tall
+    still = np.kron(still, np.ones((4, 4, 1), np.uint8))  # 160x120, blocky: survives MPEG-4
+    clip = video.write_still_clip(still, tmp_path / "person.mp4", seconds=3, fps=10, size=48,
+                                  seed=1)
+    assert clip == tmp_path / "person.mp4"
+    assert video.video_duration(clip) == pytest.approx(3.0, abs=0.15)
+    frames = [image for _, image in video.sample_frames(clip, every_seconds=1.0)]
+    assert len(frames) == 3 and frames[0].shape == (48, 48, 3)
+    first, last = (frame.astype(np.float64) for frame in (frames[0], frames[-1]))
+    # The camera moves (the frames differ) but films one image (they stay alike) ...
+    assert np.abs(first - last).mean() > 2
+    assert np.corrcoef(first.ravel(), last.ravel())[0, 1] > 0.3
+    # ... in the still's colours (red above green above blue, on average).
+    assert first[..., 0].mean() > first[..., 1].mean() > first[..., 2].mean()
+    written = video.extract_frames(clip, tmp_path / "frames", count=4, seed=0)
+    assert {path.parent.name for path in written} == {"person"} and 1 <= len(written) <= 4
+    with pytest.raises(FileExistsError, match="exists"):
+        video.write_still_clip(still, clip)
+    with pytest.raises(ValueError, match="even"):
+        video.write_still_clip(still, tmp_path / "odd.mp4", size=47)
+    with pytest.raises(ValueError, match="zoom"):
+        video.write_still_clip(still, tmp_path / "zoom.mp4", zoom=0.5)
+

@@ -4,12 +4,18 @@ Frames of one interview, or two official portraits of one member, are near-dupli
 split by image would put the same face on both sides and flatter the held-out numbers. So
 images are grouped by person first: the manifest's ``person_id`` when there is one, else
 the folder an image sits in (one folder per person or per video), else the file itself.
+
+To measure what a split by image would cost: :func:`split_by_image` is that split,
+:func:`measure_leak` counts the held-out images whose person is also in training, and
+:func:`nearest_neighbour_ab` is a memoriser whose held-out score shows what the leak does
+to a measured number.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -91,3 +97,74 @@ def describe_split(splits: dict[str, list[Path]], groups: dict[str, list[Path]])
                for name in SPLITS}
     return " | ".join(f"{name}: {plural(len(splits[name]), 'image')}, "
                       f"{plural(persons[name], 'person')}" for name in SPLITS)
+
+
+def split_by_image(paths, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> dict[str, list[Path]]:
+    """The split that :func:`split_by_person` replaces: images shuffled and cut at
+    ``fractions``, whoever is in them. Here only to measure what it leaks."""
+    if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError(f"fractions must be three non-negative numbers summing to 1, "
+                         f"got {fractions}.")
+    order = [Path(path) for path in paths]
+    np.random.default_rng(seed).shuffle(order)
+    cuts = np.round(np.cumsum(fractions) * len(order)).astype(int)
+    bounds = [0, int(cuts[0]), int(cuts[1]), len(order)]
+    return {name: sorted(order[bounds[i]:bounds[i + 1]]) for i, name in enumerate(SPLITS)}
+
+
+@dataclass(frozen=True)
+class Leak:
+    """Held-out images whose person also has images in training."""
+
+    held_out: str
+    images: int  # held-out images
+    leaked_images: int  # of them, those whose person is also in training
+    persons: int  # persons in the held-out split
+    leaked_persons: int  # of them, those also in training
+
+    @property
+    def fraction(self) -> float:
+        return self.leaked_images / self.images if self.images else 0.0
+
+    def describe(self) -> str:
+        return (f"{self.leaked_persons} of {plural(self.persons, self.held_out + ' person')} "
+                f"also in training; {self.leaked_images} of {self.images} {self.held_out} "
+                f"images ({self.fraction:.0%}) show them")
+
+
+def measure_leak(splits: dict[str, list[Path]], owner: dict, held_out: str = "test") -> Leak:
+    """How much of ``splits[held_out]`` shows persons that training has seen; ``owner``
+    maps each path to its person (e.g. ``dict(zip(paths, person_ids(paths, root)))``)."""
+    if held_out not in splits or held_out == "train":
+        raise ValueError(f"held_out must be a split other than train, got {held_out!r}.")
+    seen = {owner[Path(path)] for path in splits["train"]}
+    people = [owner[Path(path)] for path in splits[held_out]]
+    return Leak(held_out, len(people), sum(person in seen for person in people),
+                len(set(people)), len(set(people) & seen))
+
+
+def nearest_neighbour_ab(train_l, train_ab, test_l, chunk: int = 256) -> np.ndarray:
+    """A memoriser: each test image gets the a,b of the training image whose L is nearest
+    (Euclidean distance over all pixels). It knows nothing about colour, so its held-out
+    score measures how much of the held-out set the training set already holds.
+
+    ``train_l`` (N, H, W, 1), ``train_ab`` (N, H, W, 2), ``test_l`` (M, H, W, 1): any scale,
+    the same for both L arrays. Returns (M, H, W, 2), copies of rows of ``train_ab``.
+    """
+    train_l, test_l = np.asarray(train_l), np.asarray(test_l)
+    train_ab = np.asarray(train_ab)
+    if not len(train_l) or len(train_l) != len(train_ab):
+        raise ValueError(f"need training images with one a,b each: {len(train_l)} L, "
+                         f"{len(train_ab)} a,b.")
+    if train_l.shape[1:] != test_l.shape[1:]:
+        raise ValueError(f"train L {train_l.shape[1:]} and test L {test_l.shape[1:]} differ.")
+    flat_train = train_l.reshape(len(train_l), -1).astype(np.float64)
+    flat_test = test_l.reshape(len(test_l), -1).astype(np.float64)
+    nearest = []
+    for begin in range(0, len(flat_test), chunk):  # bounded memory for large sets
+        part = flat_test[begin:begin + chunk]
+        distances = ((part ** 2).sum(1)[:, None] - 2 * part @ flat_train.T
+                     + (flat_train ** 2).sum(1)[None, :])
+        nearest.append(np.argmin(distances, axis=1))
+    index = np.concatenate(nearest) if nearest else np.zeros(0, int)
+    return train_ab[index]

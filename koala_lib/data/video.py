@@ -5,6 +5,12 @@ FFmpeg) and keeps either one frame every ``every_seconds`` or ``count`` frames a
 times. :func:`extract_frames` writes them as JPEG files into one folder per video, so the
 rest of the pipeline treats them like photos, and the split by person keeps all frames of a
 video on one side (neighbouring frames are near-duplicates).
+
+:func:`write_still_clip` goes the other way, for demonstrations without footage: it films
+one still with a slowly drifting, zooming virtual camera and small changes of brightness,
+and writes a real video file, which the functions above read like any other. Its frames are
+near-duplicates of each other, as an interview's are; it is not real footage (one pose, one
+expression, no speech).
 """
 
 from __future__ import annotations
@@ -70,6 +76,59 @@ def sample_frames(path, every_seconds: float | None = None, count: int | None = 
                     wanted.pop(0)
                 frames.append((time, image))
     return frames
+
+
+def write_still_clip(image, path, seconds: float = 4.0, fps: int = 10, size: int = 96,
+                     zoom: float = 1.25, brightness: float = 0.08, seed: int = 0) -> Path:
+    """Film the RGB still ``image`` into an MPEG-4 video at ``path``: ``size`` x ``size``.
+
+    The virtual camera frames the image's square crop (the crop policy of
+    :func:`koala_lib.data.images.square_crop_resize`), zooms in steadily from the whole
+    square to ``1 / zoom`` of its side, drifts from one random point to another (``seed``)
+    and changes the brightness by up to ``brightness`` (a fraction, one slow cycle), as light
+    and exposure drift in an interview. Returns ``path``; an existing file is an error.
+    """
+    try:
+        import av
+    except ImportError as error:
+        raise ImportError("writing videos needs PyAV: pip install 'av>=14' "
+                          "(or pip install koala[video]).") from error
+    from koala_lib.data.images import square_crop_resize
+
+    if size <= 0 or size % 2:
+        raise ValueError(f"size must be a positive even number (yuv420p), got {size}.")
+    if seconds <= 0 or fps <= 0 or zoom < 1 or not 0 <= brightness < 1:
+        raise ValueError(f"need seconds > 0, fps > 0, zoom >= 1 and 0 <= brightness < 1; got "
+                         f"{seconds}, {fps}, {zoom}, {brightness}.")
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"{path} exists: choose another path.")
+    side = 2 * size  # film a sharper copy: the camera's crop is resized down to size
+    still = Image.fromarray(square_crop_resize(image, side))
+    rng = np.random.default_rng(seed)
+    start, end = rng.uniform(-1, 1, (2, 2))  # where the camera looks, in units of its slack
+    phase = rng.uniform(0, 2 * np.pi)
+    count = max(1, round(seconds * fps))
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = size, size, "yuv420p"
+        stream.bit_rate = 8 * size * size * fps  # 8 bits a pixel: few compression blocks
+        for index in range(count):
+            t = index / max(1, count - 1)
+            window = side / (1 + (zoom - 1) * t)
+            slack = (side - window) / 2
+            centre_x, centre_y = side / 2 + slack * ((1 - t) * start + t * end)
+            box = (centre_x - window / 2, centre_y - window / 2,
+                   centre_x + window / 2, centre_y + window / 2)
+            frame = np.asarray(still.resize((size, size), Image.Resampling.BILINEAR, box=box),
+                               np.float32)
+            frame *= 1 + brightness * np.sin(2 * np.pi * t + phase)
+            frame = np.clip(frame, 0, 255).astype(np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
 
 
 def extract_frames(video, out_dir, every_seconds: float | None = None,
