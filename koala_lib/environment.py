@@ -213,3 +213,24 @@ def marked_workers():
             os.environ.pop(WORKER_MARK, None)
         else:
             os.environ[WORKER_MARK] = previous
+
+
+def prepare_tensorboard() -> str | None:
+    """The ``tensorboard`` program that the ``%tensorboard`` magic starts; None if TensorBoard
+    is not installed.
+
+    A virtual environment used without activating it (``.venv/bin/jupyter lab``) has the
+    program beside Python but not on the PATH: it is then named in ``TENSORBOARD_BINARY``,
+    the variable where the magic looks first.
+    """
+    import importlib.util
+    import shutil
+
+    if importlib.util.find_spec("tensorboard") is None:
+        return None
+    program = os.environ.get("TENSORBOARD_BINARY") or shutil.which("tensorboard")
+    if not program:
+        program = shutil.which("tensorboard", path=str(Path(sys.executable).parent))
+        if program:
+            os.environ["TENSORBOARD_BINARY"] = program
+    return program

@@ -1,12 +1,16 @@
-"""Figures: one ``save_fig`` for every notebook, the Lab channel figure, comparison grids."""
+"""Figures: one ``save_fig`` for every notebook, the Lab channel figure, comparison grids,
+the training snapshots (a labelled grid, and a slider over the epochs)."""
 
 from __future__ import annotations
 
+import io
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from PIL import Image
 
 from koala_lib import color
 from koala_lib.environment import figures_dir
@@ -100,11 +104,19 @@ def image_grid(columns: Mapping[str, Sequence], row_labels: Sequence[str] | None
         if len(row_labels) != n_rows:
             raise ValueError(f"{len(row_labels)} row labels for {n_rows} rows.")
         for row, label in enumerate(row_labels):
-            axes[row, 0].axis("on")
-            axes[row, 0].set_xticks([])
-            axes[row, 0].set_yticks([])
-            axes[row, 0].set_ylabel(label, fontsize=9)
+            _label_row(axes[row, 0], label)
     return fig
+
+
+def _label_row(ax, label: str, horizontal: bool = False) -> None:
+    """Write ``label`` left of ``ax`` (an image axes, its ticks hidden)."""
+    ax.axis("on")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if horizontal:
+        ax.set_ylabel(label, fontsize=10, rotation=0, ha="right", va="center", labelpad=6)
+    else:
+        ax.set_ylabel(label, fontsize=9)
 
 
 def comparison_grid(gray, predicted, truth, row_labels: Sequence[str] | None = None,
@@ -125,7 +137,6 @@ def ab_shift_explorer(rgb, max_shift: int = 60):
         import ipywidgets as widgets
     except ImportError:
         return None
-    import io
 
     lightness, ab = color.split_lab(color.rgb_to_lab(rgb))
 
@@ -148,3 +159,93 @@ def ab_shift_explorer(rgb, max_shift: int = 60):
     for control in (shift_a, shift_b, scale):
         control.observe(update, names="value")
     return widgets.HBox([image, widgets.VBox([shift_a, shift_b, scale])])
+
+
+# --- training snapshots (koala_lib.train.ColorizationSnapshots) ---------------------------
+
+SNAPSHOT_ROWS = ("gray input", "prediction", "truth")
+
+
+def read_snapshot(path) -> dict[str, np.ndarray]:
+    """One epoch's snapshot PNG as ``ColorizationSnapshots`` writes it (three strips of the
+    same portraits stacked: gray input, prediction, truth), split into its strips by name."""
+    strips = np.asarray(Image.open(path).convert("RGB"))
+    if strips.shape[0] % len(SNAPSHOT_ROWS):
+        raise ValueError(f"{path} is not a snapshot: its height {strips.shape[0]} is not "
+                         f"{len(SNAPSHOT_ROWS)} equal rows.")
+    return dict(zip(SNAPSHOT_ROWS, np.split(strips, len(SNAPSHOT_ROWS)), strict=True))
+
+
+def snapshot_epoch(path, position: int = 0) -> int:
+    """The epoch of a snapshot, from its name (``epoch_007.png`` -> 7); else ``position`` + 1."""
+    found = re.search(r"epoch_(\d+)", Path(path).stem)
+    return int(found[1]) if found else position + 1
+
+
+def snapshot_grid(paths: Sequence, max_epochs: int = 5, width: float = 8.0):
+    """The training snapshots as one labelled figure: the gray input on top, one row per
+    epoch shown, the truth at the bottom (one column per validation portrait).
+
+    With more than ``max_epochs`` snapshots, the first, the last and evenly spaced ones
+    between are shown.
+    """
+    paths = list(paths)
+    if not paths:
+        raise ValueError("snapshot_grid got no snapshots (was snapshot_images 0?).")
+    shown = np.unique(np.linspace(0, len(paths) - 1, min(max_epochs, len(paths))).round())
+    first = read_snapshot(paths[0])
+    rows = [("gray input", first["gray input"])]
+    rows += [(f"epoch {snapshot_epoch(paths[i], int(i))}", read_snapshot(paths[i])["prediction"])
+             for i in shown.astype(int)]
+    rows.append(("truth", first["truth"]))
+    height, strip_width = first["truth"].shape[:2]
+    fig, axes = plt.subplots(len(rows), 1, figsize=(width, width * height / strip_width
+                                                    * len(rows) * 1.04), squeeze=False)
+    for ax, (label, strip) in zip(axes[:, 0], rows, strict=True):
+        ax.imshow(strip)
+        _label_row(ax, label, horizontal=True)
+    return fig
+
+
+def _jpeg(fig, quality: int = 88) -> bytes:
+    """``fig`` as JPEG bytes (a quarter of the PNG's size, as :func:`notebook_style` shows
+    figures); the figure is closed: rendered for a widget, never shown by pyplot."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="jpeg", dpi=fig.dpi, bbox_inches="tight", pad_inches=0.05,
+                pil_kwargs={"quality": quality})
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def snapshot_slider(paths: Sequence, width: float = 8.0):
+    """An ipywidgets slider over the epochs: each position shows that epoch's colorizations
+    between the gray input and the truth (:func:`snapshot_grid` for one epoch).
+
+    Returns None when ipywidgets is not installed or there are no snapshots; callers then
+    show the static :func:`snapshot_grid`.
+    """
+    try:
+        import ipywidgets as widgets
+    except ImportError:
+        return None
+    paths = list(paths)
+    if not paths:
+        return None
+    epochs = [snapshot_epoch(path, i) for i, path in enumerate(paths)]
+    by_epoch = dict(zip(epochs, paths, strict=True))
+    rendered: dict[int, bytes] = {}
+
+    def render(epoch: int) -> bytes:
+        if epoch not in rendered:
+            rendered[epoch] = _jpeg(snapshot_grid([by_epoch[epoch]], width=width))
+        return rendered[epoch]
+
+    slider = widgets.SelectionSlider(options=epochs, value=epochs[0], description="epoch",
+                                     continuous_update=False)
+    image = widgets.Image(value=render(epochs[0]), format="jpeg")
+
+    def update(_change=None) -> None:
+        image.value = render(slider.value)
+
+    slider.observe(update, names="value")
+    return widgets.VBox([slider, image])

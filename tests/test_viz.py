@@ -82,3 +82,74 @@ def test_ab_shift_explorer_updates_its_image_when_a_slider_moves():
 
     shown = np.asarray(Image.open(BytesIO(image.value)).convert("RGB"))
     assert np.ptp(shown.astype(int), axis=-1).max() <= 1
+
+
+# Snapshots as ColorizationSnapshots writes them: gray, prediction and truth strips stacked.
+GRAY, TRUTH = (128, 128, 128), (0, 0, 255)
+PREDICTED = {1: (255, 0, 0), 2: (0, 255, 0), 3: (255, 0, 255)}
+
+
+def _write_snapshots(folder, epochs=PREDICTED, portraits=3, size=8):
+    paths = []
+    for epoch, predicted in epochs.items():
+        strips = [np.full((size, size * portraits, 3), value, np.uint8)
+                  for value in (GRAY, predicted, TRUTH)]
+        path = folder / f"epoch_{epoch:03d}.png"
+        Image.fromarray(np.concatenate(strips)).save(path)
+        paths.append(path)
+    return paths
+
+
+def _pixels_near(image, rgb) -> int:
+    return int((np.abs(image.astype(int) - rgb).max(axis=-1) < 30).sum())
+
+
+def test_read_snapshot_splits_the_three_strips(tmp_path):
+    path = _write_snapshots(tmp_path, {4: (255, 0, 0)})[0]
+    strips = viz.read_snapshot(path)
+    assert list(strips) == ["gray input", "prediction", "truth"]
+    assert {strip.shape for strip in strips.values()} == {(8, 24, 3)}
+    assert (strips["prediction"] == (255, 0, 0)).all() and (strips["truth"] == TRUTH).all()
+    assert viz.snapshot_epoch(path) == 4 and viz.snapshot_epoch(tmp_path / "x.png", 2) == 3
+    Image.fromarray(np.zeros((10, 8, 3), np.uint8)).save(tmp_path / "odd.png")
+    with pytest.raises(ValueError, match="not a snapshot"):
+        viz.read_snapshot(tmp_path / "odd.png")
+
+
+def test_snapshot_grid_labels_every_row(tmp_path):
+    paths = _write_snapshots(tmp_path)
+    fig = viz.snapshot_grid(paths)
+    axes = fig.get_axes()
+    assert [ax.get_ylabel() for ax in axes] == [
+        "gray input", "epoch 1", "epoch 2", "epoch 3", "truth"]
+    shown = [np.asarray(ax.get_images()[0].get_array()) for ax in axes]
+    assert (shown[0] == GRAY).all() and (shown[-1] == TRUTH).all()
+    for strip, epoch in zip(shown[1:-1], PREDICTED, strict=True):
+        assert (strip == PREDICTED[epoch]).all()
+    # Many epochs: the first, the last and evenly spaced ones between.
+    many = _write_snapshots(tmp_path, {epoch: (epoch, 0, 0) for epoch in range(1, 11)})
+    labels = [ax.get_ylabel() for ax in viz.snapshot_grid(many, max_epochs=4).get_axes()]
+    assert labels == ["gray input", "epoch 1", "epoch 4", "epoch 7", "epoch 10", "truth"]
+    with pytest.raises(ValueError, match="no snapshots"):
+        viz.snapshot_grid([])
+
+
+def test_snapshot_slider_shows_the_epoch_it_is_set_to(tmp_path):
+    from io import BytesIO
+
+    slider, image = viz.snapshot_slider(_write_snapshots(tmp_path)).children
+    assert list(slider.options) == [1, 2, 3] and slider.value == 1
+
+    def shown():
+        return np.asarray(Image.open(BytesIO(image.value)).convert("RGB"))
+
+    first = image.value
+    assert _pixels_near(shown(), PREDICTED[1]) > 0 and _pixels_near(shown(), TRUTH) > 0
+    slider.value = 2
+    assert image.value != first
+    assert _pixels_near(shown(), PREDICTED[2]) > 0 and _pixels_near(shown(), PREDICTED[1]) == 0
+    assert _pixels_near(shown(), GRAY) > 0 and _pixels_near(shown(), TRUTH) > 0
+    slider.value = 1
+    assert image.value == first
+    assert not plt.get_fignums()  # rendered figures are closed, never shown by pyplot
+    assert viz.snapshot_slider([]) is None
