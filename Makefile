@@ -9,6 +9,10 @@ STAMP := $(VENV)/.koala-installed
 SHARED_PORTRAITS := $(abspath ../shared/data/portraits)
 KOALA_DATA_DIR ?= $(if $(wildcard $(SHARED_PORTRAITS)/manifest.csv),$(SHARED_PORTRAITS),)
 export KOALA_DATA_DIR
+# TensorFlow's C++ start-up logs (CUDA probing on a machine without one) would otherwise fill
+# the notebooks' committed outputs; Python errors and warnings still show.
+TF_CPP_MIN_LOG_LEVEL ?= 3
+export TF_CPP_MIN_LOG_LEVEL
 
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 # Test runs write only under build/: figures, results, executed notebooks.
@@ -26,7 +30,7 @@ help:
 	@echo "make course     set up .venv, run every notebook (profile auto) -> build/notebooks, figures/"
 	@echo "make test       set up .venv, ruff + pytest + nbval + papermill (profile ci), model tests on JAX"
 	@echo "make lab        JupyterLab on notebooks/"
-	@echo "make notebooks  re-execute the committed notebooks in the ci profile (their outputs)"
+	@echo "make notebooks  make course, then its outputs into notebooks/ (the committed outputs)"
 	@echo "make gpu-check  on a GPU machine: notebooks 06-08 (gpu profile) + training benchmark, JSON"
 
 # The environment: created once, reinstalled when pyproject.toml changes.
@@ -42,6 +46,16 @@ env: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	@mkdir -p build
+# tests/test_browser.py drives Debian's Chromium: installed here when missing (as root or with
+# sudo); where that cannot be done, the test skips and says why.
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	    if [ "$$(id -u)" = 0 ]; then sudo=; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	    else echo "make test: no chromium/chromedriver, and no root or sudo to install them:" \
+	        "the browser test will skip."; exit 0; fi; \
+	    echo "make test: installing chromium and chromium-driver (apt) for tests/test_browser.py"; \
+	    $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive \
+	        apt-get install -y -qq chromium chromium-driver >/dev/null \
+	    || echo "make test: apt-get install chromium chromium-driver failed: the browser test will skip."; }
 	$(CI_ENV) $(BIN)/python -m pytest tests notebooks \
 	    --nbval-lax --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider --durations=25
 	$(CI_ENV) KERAS_BACKEND=jax $(BIN)/python -m pytest $(BACKEND_TESTS) -p no:cacheprovider \
@@ -51,18 +65,20 @@ course: $(STAMP)
 	@mkdir -p build/notebooks
 	@[ -n "$$KOALA_DATA_DIR" ] || echo "KOALA_DATA_DIR is not set: notebooks use their built-in sample images."
 	@set -e; for nb in $(NOTEBOOKS); do \
-	    echo "== $$nb"; \
-	    $(BIN)/papermill "$$nb" "build/notebooks/$$(basename $$nb)" --cwd notebooks -p PROFILE auto; \
+	    echo "== $$nb"; start=$$(date +%s); \
+	    $(BIN)/papermill "$$nb" "build/notebooks/$$(basename $$nb)" --cwd notebooks; \
+	    echo "== $$nb took $$(( $$(date +%s) - start )) s"; \
 	done
 	@echo "Executed notebooks: build/notebooks/   figures: figures/"
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks
 
-notebooks: $(STAMP)
-	$(CI_ENV) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
-	    --ExecutePreprocessor.timeout=1800 --ExecutePreprocessor.record_timing=False \
-	    --ExecutePreprocessor.store_widget_state=False $(NOTEBOOKS)
+# The committed notebooks carry the outputs of a real `make course` run (the cpu profile on
+# the shared portraits, or gpu on a GPU machine); CI executes the ci profile and nbval
+# compares only the cells marked NBVAL_CHECK_OUTPUT, whose output no profile changes.
+notebooks: course
+	$(BIN)/python scripts/commit_outputs.py build/notebooks notebooks
 
 # On a GPU machine, with that machine's Python (Keras 3, JAX, papermill): no .venv needed.
 # GPU_CHECK_ARGS='--extractor inception_resnet_v2:random' where ImageNet weights cannot download.

@@ -74,7 +74,7 @@ class CourseSettings:
     extractor: str  # the frozen classifier and its weights (notebooks 04-08)
     extractor_weights: str
     progress: bool  # progress bars (off where nobody watches)
-    widgets: bool  # interactive widgets (01's explorer)
+    widgets: bool  # interactive widgets (01's explorer, 06's epoch slider and TensorBoard)
     # 01: portraits averaged for the dataset's mean a,b
     mean_portraits: int
     # 02: files cleaned (None: all) and the prepared size
@@ -85,6 +85,7 @@ class CourseSettings:
     # 05: over-fitting one photo
     overfit_size: int
     overfit_steps: int
+    overfit_seeds: int  # each optimiser of the comparison runs from this many seeds
     # 06, 07 and 08: the course model (07's Table 1 and curve use its size and data)
     image_size: int
     images: int | None  # portraits sampled (None: all)
