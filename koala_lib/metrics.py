@@ -44,6 +44,7 @@ __all__ = [
     "describe_colour",
     "describe_region",
     "hue_family",
+    "region_family",
     "region_colours",
     "region_masks",
     "evaluate",
@@ -185,14 +186,16 @@ def summarize(per_image: dict[str, np.ndarray]) -> dict[str, float]:
 # Hue families of Lab hue angles (degrees), from the shared portraits at 64x64: 99.3% of the
 # true face regions fall in the two skin families (320-80; US Congress faces 35-62 for 90%
 # of them, UK Parliament's lighter faces also 320-360, pinkish), 90% of the background
-# corners in "blue" (the studio backdrops, 237-296 for 90% of US Congress). Green and
-# purple never occur on a true face.
+# corners in "blue" (the studio backdrops, 237-296 for 90% of US Congress; 5% are yellow).
+# Green, teal and purple never occur on a true face; teal (a blue-green) is where a
+# prediction that is neither the backdrop's blue nor green falls.
 HUE_FAMILIES = ((320.0, 20.0, "pink/red"), (20.0, 80.0, "brown/orange"),
-                (80.0, 110.0, "yellow"), (110.0, 200.0, "green"), (200.0, 290.0, "blue"),
-                (290.0, 320.0, "purple/mauve"))
+                (80.0, 110.0, "yellow"), (110.0, 180.0, "green"), (180.0, 220.0, "teal"),
+                (220.0, 300.0, "blue"), (300.0, 320.0, "purple/mauve"))
 SKIN_FAMILIES = ("pink/red", "brown/orange")
-GRAY_FRACTION = 0.5  # under half the truth's chroma: "gray" (the report's "grayish")
-MUTED_FRACTION = 0.8  # under 80%: "muted"
+COLOURLESS_FRACTION = 0.25  # under a quarter of the truth's chroma: "gray", no hue to name
+GRAY_FRACTION = 0.5  # under half: "grayish <hue>" (the report's "grayish")
+MUTED_FRACTION = 0.8  # under 80%: "<hue> (muted)"
 MOTTLED_CONSISTENCY = 0.5  # the region's hues cancel to under half its chroma: "mottled"
 
 
@@ -207,38 +210,50 @@ def hue_family(hue: float) -> str:
 
 def describe_region(summary: dict[str, float], region: str) -> str:
     """One region's colour in words and numbers (hue of the mean a,b in degrees, C the mean
-    chroma), the truth's beside: "gray", "mottled" or a hue family (:func:`describe_colour`)."""
+    chroma), the truth's beside: see :func:`describe_colour` for the words."""
     ratio = summary[f"{region}_chroma"] / max(summary[f"{region}_chroma_truth"], 1e-9)
-    if ratio < GRAY_FRACTION:
+    family = hue_family(summary[f"{region}_hue"])
+    if ratio < COLOURLESS_FRACTION:
         word = "gray"
     elif summary[f"{region}_consistency"] < MOTTLED_CONSISTENCY:
         word = "mottled"
+    elif ratio < GRAY_FRACTION:
+        word = f"grayish {family}"
     else:
-        word = hue_family(summary[f"{region}_hue"])
-        word += " (muted)" if ratio < MUTED_FRACTION else ""
+        word = family + (" (muted)" if ratio < MUTED_FRACTION else "")
     truth_hue = summary[f"{region}_hue_truth"]
     return (f"{word}: {summary[f'{region}_hue']:.0f} deg, C {summary[f'{region}_chroma']:.1f} "
             f"(truth {hue_family(truth_hue)}: {truth_hue:.0f} deg, "
             f"C {summary[f'{region}_chroma_truth']:.1f})")
 
 
+def region_family(word: str) -> str | None:
+    """The hue family in a region's word ("grayish green" -> "green"); None for "gray" and
+    "mottled"."""
+    word = word.split(":")[0].removeprefix("grayish ").removesuffix(" (muted)")
+    return word if word in {name for _, _, name in HUE_FAMILIES} else None
+
+
 def describe_colour(summary: dict[str, float]) -> str:
     """The report's vocabulary, decided by numbers instead of by eye, per region.
 
-    Each region (:func:`region_masks`) is "gray" under half the truth's chroma there,
-    "mottled" when its hues cancel, else its hue family (:data:`HUE_FAMILIES`), "muted"
-    under 80% of the truth's chroma. The verdict is "grayish" when both regions are gray,
-    "brownish/reddish" when both are in the skin families (the whole image warm), else
-    what the faces and the background are. Summaries without regions (images that are
-    not square) fall back to the whole image's mean chroma and hue.
+    Each region (:func:`region_masks`) is "gray" under a quarter of the truth's chroma
+    there, "mottled" when its hues cancel, "grayish <family>" under half, else its hue
+    family (:data:`HUE_FAMILIES`), "(muted)" under 80%. The verdict is "grayish" when both
+    regions are under half the truth's chroma, "brownish/reddish" when both are
+    skin-coloured and not gray, else what the faces and the background are. Summaries
+    without regions (images that are not square) fall back to the whole image's mean
+    chroma and hue.
     """
     if "face_chroma" not in summary:
         ratio = summary["chroma"] / max(summary["chroma_truth"], 1e-9)
         if ratio < GRAY_FRACTION:
             return f"grayish (chroma {ratio:.0%} of the truth's)"
         return f"{hue_family(summary['hue'])}, chroma {ratio:.0%} of the truth's"
-    words = [describe_region(summary, region).split(":")[0] for region in ("face", "background")]
-    if words == ["gray", "gray"]:
+    regions = ("face", "background")
+    ratios = [summary[f"{r}_chroma"] / max(summary[f"{r}_chroma_truth"], 1e-9) for r in regions]
+    words = [describe_region(summary, region).split(":")[0] for region in regions]
+    if max(ratios) < GRAY_FRACTION:
         return "grayish"
     if all(word.split(" (")[0] in SKIN_FAMILIES for word in words):
         return "brownish/reddish"

@@ -20,12 +20,11 @@ TensorFlow, JAX and PyTorch backends alike.
 One addition to the report's table, with no parameters: the fusion layer standardises each
 image's embedding (zero mean, unit variance over its D logits) before tiling it. Raw
 ImageNet logits reach +-10 on 1000 inputs against 256 encoder features in the 1x1
-convolution, and start the tanh output close to saturation. Measured over-fitting one
-64x64 portrait for 120 steps of the report's plain Adam (lr 0.001, CPU, TensorFlow), three
-seeds: final loss 0.0016 / 0.0025 / 0.0043 standardised against 0.0044 / 0.0060 / 0.0063
-raw. It is no cure on its own: at 128x128 plain Adam got stuck with either fusion in some
-runs, and clipping the gradient norm is what made every run converge (notebook 05,
-README). ``standardize_embedding=False`` gives the report's exact layer.
+convolution, and start the tanh output close to saturation. Notebook 05 measures it,
+over-fitting one portrait from several seeds with the report's plain Adam, clipped Adam
+and a lower learning rate (``train.overfit_runs``): standardising is no cure on its own
+(runs of plain Adam can still spike), clipping or lr 1e-4 is what keeps every run out of
+saturation there. ``standardize_embedding=False`` gives the report's exact layer.
 """
 
 from __future__ import annotations

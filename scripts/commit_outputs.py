@@ -4,6 +4,9 @@ that the committed outputs are a real run's: `make notebooks` calls it after `ma
 Only the outputs and execution counts are taken from the executed copy, cell by cell, and
 only when its sources are the same as the course notebook's (papermill's timing metadata is
 left out); a notebook edited since it ran is refused, never overwritten with stale outputs.
+Progress bars are kept as Jupyter shows them at the end: a cell's consecutive stream
+outputs are joined and their carriage returns and backspaces applied, so a Keras progress
+bar is its last state, not every update.
 """
 
 from __future__ import annotations
@@ -11,6 +14,41 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+
+
+def terminal_text(text: str) -> str:
+    """``text`` as a terminal (or Jupyter) leaves it: "\r" starts the line over, "\b"
+    removes the character before it."""
+    lines, line = [], []
+    for char in text:
+        if char == "\n":
+            lines.append("".join(line))
+            line = []
+        elif char == "\r":
+            line = []
+        elif char == "\b":
+            line = line[:-1]
+        else:
+            line.append(char)
+    return "\n".join([*lines, "".join(line)])
+
+
+def tidy_streams(outputs: list[dict]) -> list[dict]:
+    """Consecutive stream outputs of the same name joined, as :func:`terminal_text` shows."""
+    tidy = []
+    for output in outputs:
+        if (output.get("output_type") == "stream" and tidy
+                and tidy[-1].get("output_type") == "stream"
+                and tidy[-1]["name"] == output["name"]):
+            tidy[-1]["text"] += "".join(output["text"])
+        else:
+            tidy.append(dict(output, text="".join(output["text"]))
+                        if output.get("output_type") == "stream" else output)
+    for output in tidy:
+        if output.get("output_type") == "stream":
+            lines = terminal_text(output["text"]).splitlines(keepends=True)
+            output["text"] = [line for line in lines if line.strip("\n") or line == "\n"]
+    return tidy
 
 
 def copy_outputs(executed: Path, course: Path) -> None:
@@ -22,12 +60,15 @@ def copy_outputs(executed: Path, course: Path) -> None:
         sys.exit(f"{course} changed since {executed} ran: run `make course` again.")
     for cell, done in zip(target["cells"], ran_cells, strict=True):
         if cell["cell_type"] == "code":
-            cell["outputs"], cell["execution_count"] = done["outputs"], done["execution_count"]
+            cell["outputs"] = tidy_streams(done["outputs"])
+            cell["execution_count"] = done["execution_count"]
     course.write_text(json.dumps(target, indent=1, ensure_ascii=False) + "\n")
 
 
-def main(executed_folder: str, course_folder: str) -> None:
-    courses = sorted(Path(course_folder).glob("[0-9][0-9]_*.ipynb"))
+def main(executed_folder: str, course_folder: str, *names: str) -> None:
+    """Every course notebook, or only those ``names`` (file names)."""
+    courses = sorted(path for path in Path(course_folder).glob("[0-9][0-9]_*.ipynb")
+                     if not names or path.name in names)
     missing = [path.name for path in courses if not (Path(executed_folder) / path.name).is_file()]
     if missing:
         sys.exit(f"not executed yet: {', '.join(missing)} (run `make course`).")

@@ -47,12 +47,15 @@ def test_each_table1_run_quotes_its_own_report_comment():
 
 
 def fake_table1(measured: dict, run4_losses, run2_losses) -> experiments.Table1Result:
+    """Table 1 rows with the given {run: (faces, background, verdict)} words."""
     rows = [{"run": "baseline: gray (a = b = 0)", "report": "-", "measured": "grayish"}]
     per_image = {}
     for spec in experiments.TABLE1:
         name = f"run {spec.run}: {spec.batch}/{spec.steps}/{spec.epochs}"
         losses = {4: run4_losses, 2: run2_losses}.get(spec.run, run2_losses)
-        rows.append({"run": name, "report": f'"{spec.report}"', "measured": measured[spec.run],
+        faces, background, verdict = measured[spec.run]
+        rows.append({"run": name, "report": f'"{spec.report}"', "measured": verdict,
+                     "faces": f"{faces}: 10 deg", "background": f"{background}: 250 deg",
                      "held-out loss": float(np.mean(losses))})
         per_image[name] = {"ab_mse": np.asarray(losses, float)}
     return experiments.Table1Result(rows, np.arange(len(run2_losses)), {}, per_image, {})
@@ -62,8 +65,10 @@ def test_report_verdicts_compare_each_comment_with_its_measurement():
     rng = np.random.default_rng(0)
     run2 = rng.uniform(0.01, 0.03, 50)
     same = run2 + rng.normal(0, 1e-4, 50)  # no real difference
-    measured = {1: "grayish", 2: "brownish/reddish", 3: "green faces, blue background",
-                4: "grayish"}
+    measured = {1: ("grayish purple/mauve", "gray", "grayish"),
+                2: ("pink/red", "brown/orange (muted)", "brownish/reddish"),
+                3: ("green", "blue", "green faces, blue background"),
+                4: ("gray", "gray", "grayish")}
     verdicts = experiments.report_verdicts(fake_table1(measured, same, run2))
     assert [v["verdict"] for v in verdicts] == ["holds", "holds", "does not hold", "holds"]
     assert "green faces" in verdicts[2]["measured"]
@@ -71,6 +76,18 @@ def test_report_verdicts_compare_each_comment_with_its_measurement():
     better = run2 * 0.5  # three epochs halve every portrait's loss: a real difference
     verdicts = experiments.report_verdicts(fake_table1(measured, better, run2))
     assert verdicts[3]["verdict"] == "does not hold"
+
+
+def test_a_comment_true_of_one_region_partly_holds():
+    run2 = np.linspace(0.01, 0.03, 20)
+    measured = {1: ("grayish green", "blue (muted)", "grayish green faces, blue (muted) "
+                    "background"),
+                2: ("grayish pink/red", "blue", "grayish pink/red faces, blue background"),
+                3: ("gray", "blue", "gray faces, blue background"),
+                4: ("gray", "gray", "grayish")}
+    verdicts = experiments.report_verdicts(fake_table1(measured, run2, run2))
+    assert [v["verdict"] for v in verdicts[:3]] == ["partly holds", "partly holds",
+                                                     "does not hold"]
 
 
 def test_epochs_verdict_measures_the_gain_up_to_epoch_ten():

@@ -64,7 +64,8 @@ def test_face_and_background_regions_are_apart_and_where_a_portrait_has_them():
 
 @pytest.mark.parametrize(("hue", "family"), [
     (0, "pink/red"), (340, "pink/red"), (45, "brown/orange"), (95, "yellow"), (165, "green"),
-    (250, "blue"), (305, "purple/mauve"), (359.9, "pink/red"), (-15, "pink/red")])
+    (204, "teal"), (250, "blue"), (305, "purple/mauve"), (359.9, "pink/red"),
+    (-15, "pink/red")])
 def test_hue_families_name_known_hues(hue, family):
     assert metrics.hue_family(hue) == family
 
@@ -80,6 +81,8 @@ SKIN, BACKDROP = lab_at(65, 50, 25), lab_at(70, 250, 15)
     (lab_at(65, 40, 25), lab_at(70, 30, 15), "brownish/reddish"),  # warm everywhere
     (lab_at(65, 165, 25), BACKDROP, "green faces, blue background"),
     (lab_at(65, 305, 15), lab_at(70, 250, 10), "purple/mauve (muted) faces"),
+    (lab_at(65, 165, 9), BACKDROP, "grayish green faces, blue background"),  # 36%: faint
+    (lab_at(65, 50, 4), BACKDROP, "gray faces, blue background"),  # 16%: no hue to name
 ])
 def test_verdict_names_what_each_region_shows(face, background, verdict):
     truth = lab_image(64, SKIN, BACKDROP)
