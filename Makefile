@@ -9,10 +9,6 @@ STAMP := $(VENV)/.koala-installed
 SHARED_PORTRAITS := $(abspath ../shared/data/portraits)
 KOALA_DATA_DIR ?= $(if $(wildcard $(SHARED_PORTRAITS)/manifest.csv),$(SHARED_PORTRAITS),)
 export KOALA_DATA_DIR
-# TensorFlow's C++ start-up logs (CUDA probing on a machine without one) would otherwise fill
-# the notebooks' committed outputs; Python errors and warnings still show.
-TF_CPP_MIN_LOG_LEVEL ?= 3
-export TF_CPP_MIN_LOG_LEVEL
 
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 # nbval compares the committed outputs of cells marked NBVAL_CHECK_OUTPUT (outputs no profile

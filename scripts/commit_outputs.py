@@ -2,18 +2,28 @@
 that the committed outputs are a real run's: `make notebooks` calls it after `make course`.
 
 Only the outputs and execution counts are taken from the executed copy, cell by cell, and
-only when its sources are the same as the course notebook's (papermill's timing metadata is
-left out); a notebook edited since it ran is refused, never overwritten with stale outputs.
+only when its code cells are the same as the course notebook's (papermill's timing metadata
+is left out); a notebook whose code changed since it ran is refused, never given stale
+outputs (its prose may have been edited meanwhile: it is kept).
 Progress bars are kept as Jupyter shows them at the end: a cell's consecutive stream
 outputs are joined and their carriage returns and backspaces applied, so a Keras progress
-bar is its last state, not every update.
+bar is its last state, not every update. TensorFlow's C++ start-up log lines on stderr
+(CUDA probing on a machine without a GPU, CPU instruction notes), which no setting silences
+before TensorFlow has started its logging, are left out.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
+
+# "I0000 00:00:1795832476.470092   24753 port.cc:153] ..." and the lines that go with them.
+TENSORFLOW_STARTUP = re.compile(
+    r"^([IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\]"
+    r"|WARNING: All log messages before absl::InitializeLog\(\) is called"
+    r"|To enable the following instructions: .* rebuild TensorFlow)")
 
 
 def terminal_text(text: str) -> str:
@@ -47,17 +57,23 @@ def tidy_streams(outputs: list[dict]) -> list[dict]:
     for output in tidy:
         if output.get("output_type") == "stream":
             lines = terminal_text(output["text"]).splitlines(keepends=True)
-            output["text"] = [line for line in lines if line.strip("\n") or line == "\n"]
-    return tidy
+            if output["name"] == "stderr":
+                lines = [line for line in lines if not TENSORFLOW_STARTUP.match(line)]
+            output["text"] = lines
+    return [output for output in tidy if output.get("output_type") != "stream"
+            or "".join(output["text"]).strip()]
 
 
 def copy_outputs(executed: Path, course: Path) -> None:
     ran, target = (json.loads(path.read_text()) for path in (executed, course))
     ran_cells = [cell for cell in ran["cells"]
                  if "injected-parameters" not in cell.get("metadata", {}).get("tags", [])]
-    sources = [[cell["cell_type"], "".join(cell["source"])] for cell in target["cells"]]
-    if [[cell["cell_type"], "".join(cell["source"])] for cell in ran_cells] != sources:
-        sys.exit(f"{course} changed since {executed} ran: run `make course` again.")
+    def code(cells):  # prose may be edited after a run; code may not
+        return [(cell["cell_type"], "".join(cell["source"]) if cell["cell_type"] == "code"
+                 else "") for cell in cells]
+
+    if code(ran_cells) != code(target["cells"]):
+        sys.exit(f"{course}'s code changed since {executed} ran: run `make course` again.")
     for cell, done in zip(target["cells"], ran_cells, strict=True):
         if cell["cell_type"] == "code":
             cell["outputs"] = tidy_streams(done["outputs"])
