@@ -30,7 +30,7 @@ def terminal_text(text: str) -> str:
     """``text`` as a terminal (or Jupyter) leaves it: "\r" starts the line over, "\b"
     removes the character before it."""
     lines, line = [], []
-    for char in text:
+    for char in text.replace("\r\n", "\n"):
         if char == "\n":
             lines.append("".join(line))
             line = []
