@@ -14,7 +14,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 # nbval compares the committed outputs of cells marked NBVAL_CHECK_OUTPUT (outputs no profile
 # changes), so it runs the notebooks that have such cells, and the exercise solutions;
 # tests/test_notebooks.py runs every notebook and checks the numbers it records.
-NBVAL_NOTEBOOKS := $(shell grep -l NBVAL_CHECK_OUTPUT $(NOTEBOOKS)) notebooks/solutions
+NBVAL_NOTEBOOKS := $(shell grep -l '"# NBVAL_CHECK_OUTPUT' $(NOTEBOOKS)) notebooks/solutions
 # Test runs write only under build/: figures, results, executed notebooks.
 CI_ENV := KOALA_PROFILE=ci KOALA_FIG_DIR=$(CURDIR)/build/figures KOALA_BUILD_DIR=$(CURDIR)/build \
     KOALA_CACHE_DIR=$(CURDIR)/build/cache

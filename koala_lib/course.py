@@ -239,13 +239,16 @@ def run_dir(profile: str, name: str = "06_training") -> Path:
     return environment.build_dir() / "runs" / f"{name}_{profile}"
 
 
-def start_from_run(source, target) -> bool:
+def start_from_run(source, target, data, config) -> bool:
     """Copy the run folder ``source`` (another notebook's training) to ``target`` when
-    ``target`` holds no run yet, so training ``target`` with the same settings and more
-    epochs continues ``source``'s epochs instead of repeating them. Returns whether it
-    copied; ``source``'s own folder is never changed."""
+    ``target`` holds no run yet and ``source`` is the run that training ``config`` on
+    ``data`` continues (the same settings, data and splits; fewer epochs), so that only the
+    later epochs train. Returns whether it copied; ``source``'s folder is never changed,
+    and a run of other settings (06 run with other parameters) is left alone."""
+    from koala_lib.train import continues
+
     source, target = Path(source), Path(target)
-    if target.exists() or not (source / "state.json").is_file():
+    if target.exists() or not continues(source, data, config):
         return False
     staging = target.with_name(f".{target.name}.copying")
     shutil.rmtree(staging, ignore_errors=True)

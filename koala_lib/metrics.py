@@ -121,12 +121,12 @@ def region_colours(lab) -> dict[str, float]:
     lab = np.asarray(lab, np.float64)
     colours = {}
     for region, mask in region_masks(lab.shape[0]).items():
-        ab = lab[mask][:, 1:]
-        mean = ab.mean(axis=0)
-        chroma = float(np.hypot(ab[:, 0], ab[:, 1]).mean())
+        pixels = lab[mask][None]  # (1, P, 3): one row of the region's pixels
+        chroma = float(color.chroma(pixels).mean())
         colours[f"{region}_chroma"] = chroma
-        colours[f"{region}_hue"] = float(np.degrees(np.arctan2(mean[1], mean[0])) % 360.0)
-        colours[f"{region}_consistency"] = float(np.hypot(*mean) / chroma) if chroma else 1.0
+        colours[f"{region}_hue"] = _mean_hue(pixels)
+        mean_chroma = float(np.hypot(*pixels[0, :, 1:].mean(axis=0)))
+        colours[f"{region}_consistency"] = mean_chroma / chroma if chroma else 1.0
     return colours
 
 
@@ -241,8 +241,8 @@ def describe_colour(summary: dict[str, float]) -> str:
     there, "mottled" when its hues cancel, "grayish <family>" under half, else its hue
     family (:data:`HUE_FAMILIES`), "(muted)" under 80%. The verdict is "grayish" when both
     regions are under half the truth's chroma, "brownish/reddish" when both are
-    skin-coloured and not gray, else what the faces and the background are. Summaries
-    without regions (images that are not square) fall back to the whole image's mean
+    skin-coloured (a tint counts, "gray" does not), else what the faces and the background
+    are. Summaries without regions (images that are not square) fall back to the whole image's mean
     chroma and hue.
     """
     if "face_chroma" not in summary:
@@ -255,6 +255,6 @@ def describe_colour(summary: dict[str, float]) -> str:
     words = [describe_region(summary, region).split(":")[0] for region in regions]
     if max(ratios) < GRAY_FRACTION:
         return "grayish"
-    if all(word.split(" (")[0] in SKIN_FAMILIES for word in words):
+    if all(region_family(word) in SKIN_FAMILIES for word in words):
         return "brownish/reddish"
     return f"{words[0]} faces, {words[1]} background"

@@ -73,12 +73,14 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "compile_colorizer",
+    "continues",
     "distribution_scope",
     "micro_batching",
     "overfit_runs",
     "overfit_summary",
     "precision_policy",
     "resolve_precision",
+    "run_identity",
     "train",
 ]
 
@@ -482,6 +484,31 @@ def compile_colorizer(model: keras.Model, config: TrainConfig, accumulation: int
     model.compile(optimizer=optimizer, loss=report_mse, jit_compile=config.jit_compile)
 
 
+def run_identity(data: PortraitData, config: TrainConfig, train_indices=None,
+                 val_indices=None) -> dict:
+    """What makes a run the same run: its settings, data and splits (the number of epochs
+    aside, see :func:`_identity_differences`)."""
+    train_indices = data.indices("train") if train_indices is None else train_indices
+    val_indices = data.indices("val") if val_indices is None else val_indices
+    return {
+        "config": asdict(config), "data": data.fingerprint(),
+        "train_indices": hashlib.sha256(np.asarray(train_indices, np.int64)).hexdigest()[:16],
+        "val_indices": hashlib.sha256(np.asarray(val_indices, np.int64)).hexdigest()[:16],
+    }
+
+
+def continues(run_dir, data: PortraitData, config: TrainConfig, train_indices=None,
+              val_indices=None) -> bool:
+    """Whether ``run_dir`` holds a run that training ``config`` on ``data`` would continue
+    (the same run, perhaps with fewer epochs); False when it holds none or another."""
+    try:
+        state = _read_state(Path(run_dir)) if Path(run_dir, STATE_FILE).is_file() else None
+    except (ValueError, OSError):  # a damaged run is not continued (train() says why)
+        return False
+    return state is not None and not _identity_differences(
+        state["identity"], run_identity(data, config, train_indices, val_indices))
+
+
 def train(data: PortraitData, config: TrainConfig, run_dir, train_indices=None,
           val_indices=None, resume: bool = True, callbacks=(), verbose="auto") -> TrainResult:
     """Train (or resume) a colorizer on ``data``; everything is written under ``run_dir``.
@@ -504,11 +531,7 @@ def train(data: PortraitData, config: TrainConfig, run_dir, train_indices=None,
                       "portraits of more persons.", stacklevel=2)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    identity = {
-        "config": asdict(config), "data": data.fingerprint(),
-        "train_indices": hashlib.sha256(np.asarray(train_indices, np.int64)).hexdigest()[:16],
-        "val_indices": hashlib.sha256(np.asarray(val_indices, np.int64)).hexdigest()[:16],
-    }
+    identity = run_identity(data, config, train_indices, val_indices)
     state = _read_state(run_dir)
     if state is not None:
         if not resume:

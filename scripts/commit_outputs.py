@@ -27,18 +27,21 @@ TENSORFLOW_STARTUP = re.compile(
 
 
 def terminal_text(text: str) -> str:
-    """``text`` as a terminal (or Jupyter) leaves it: "\r" starts the line over, "\b"
-    removes the character before it."""
-    lines, line = [], []
-    for char in text.replace("\r\n", "\n"):
+    """``text`` as Jupyter shows it: a "\r" followed by more of the line starts the line
+    over (a progress bar's update), "\b" removes the character before it; "\r\n" and a
+    "\r" that ends the text leave the line as it is."""
+    lines, line, over = [], [], False
+    for char in re.sub(r"\r+\n", "\n", text):
         if char == "\n":
             lines.append("".join(line))
-            line = []
+            line, over = [], False
         elif char == "\r":
-            line = []
+            over = True
         elif char == "\b":
             line = line[:-1]
         else:
+            if over:
+                line, over = [], False
             line.append(char)
     return "\n".join([*lines, "".join(line)])
 

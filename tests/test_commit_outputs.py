@@ -17,7 +17,8 @@ spec.loader.exec_module(commit_outputs)
 def test_terminal_text_applies_carriage_returns_and_backspaces_as_jupyter_shows_them():
     assert commit_outputs.terminal_text("10%\r55%\r100%\n") == "100%\n"
     assert commit_outputs.terminal_text("epoch 1\b2\n") == "epoch 2\n"
-    assert commit_outputs.terminal_text("a\r\nb\r\n") == "a\nb\n"  # Windows line ends kept
+    assert commit_outputs.terminal_text("a\r\nb\r\r\n") == "a\nb\n"  # Windows line ends kept
+    assert commit_outputs.terminal_text("done 100%\r") == "done 100%"  # nothing after it
 
 
 def stream(text, name="stdout"):

@@ -7,6 +7,7 @@ import json
 import re
 import sys
 import types
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -246,17 +247,23 @@ def test_a_missing_model_is_trained_with_a_time_estimate(ci_data):
     assert "measured on a 2-core CPU" in estimate
 
 
-def test_a_run_is_started_from_another_only_when_it_holds_nothing(tmp_path):
+def test_a_run_is_continued_from_another_only_when_it_is_the_same_run(ci_data, tmp_path):
+    from conftest import small_config
+
+    from koala_lib.train import train
+
+    config = small_config(epochs=1, snapshot_images=0)
     source, target = tmp_path / "06_training_cpu", tmp_path / "07" / "epochs"
-    assert not course.start_from_run(source, target)  # nothing to copy from
-    source.mkdir()
-    (source / "state.json").write_text('{"epochs_done": 3}')
-    (source / "checkpoint-epoch003.keras").write_bytes(b"weights")
-    target.parent.mkdir()
-    assert course.start_from_run(source, target)
-    assert (target / "checkpoint-epoch003.keras").read_bytes() == b"weights"
-    (target / "state.json").write_text('{"epochs_done": 10}')  # the copy trained on
-    assert not course.start_from_run(source, target)  # never overwritten
-    assert (target / "state.json").read_text() == '{"epochs_done": 10}'
-    assert (source / "state.json").read_text() == '{"epochs_done": 3}'
+    assert not course.start_from_run(source, target, ci_data, config)  # nothing to copy
+    train(ci_data, config, source, verbose=0)
+    before = sorted(path.name for path in source.iterdir())
+    # Other settings (notebook 06 run with another seed, say): left alone, 07 starts afresh.
+    assert not course.start_from_run(source, target, ci_data, replace(config, seed=7))
+    assert not target.exists()
+    longer = replace(config, epochs=2)  # the same run, more epochs: continued
+    assert course.start_from_run(source, target, ci_data, longer)
+    assert sorted(path.name for path in target.iterdir()) == before
+    assert train(ci_data, longer, target, verbose=0).resumed_from == 1
+    assert not course.start_from_run(source, target, ci_data, longer)  # never overwritten
+    assert sorted(path.name for path in source.iterdir()) == before
     assert sorted(path.name for path in target.parent.iterdir()) == ["epochs"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 from conftest import ROOT, small_config
 
 from koala_lib import experiments
@@ -119,3 +120,18 @@ def test_sources_verdict_says_it_tests_another_form():
     verdict = experiments.sources_verdict(rows)
     assert verdict["verdict"].startswith("tested in another form: holds")
     assert "50% of the truth's trained on diverse, 70% on narrow" in verdict["measured"]
+
+
+def test_verdicts_without_enough_numbers_say_so_instead_of_crashing():
+    with pytest.raises(ValueError, match="at least two epochs"):
+        experiments.epochs_verdict([{"epoch": 0, "val_loss": 0.1}])
+    later = [{"epoch": e, "val_loss": 0.1 / e} for e in (2, 3, 4)]  # epoch 1 not recorded
+    assert "epochs 2-4" in experiments.epochs_verdict(later)["measured"]
+    with pytest.raises(ValueError, match="two or more steps"):
+        experiments.overfit_verdict([{"epoch": 0, "val_loss": 0.1}], 10)
+    with pytest.raises(ValueError, match="two training sets"):
+        experiments.sources_verdict([])
+    one_portrait = np.array([0.01])
+    measured = {run: ("gray", "gray", "grayish") for run in (1, 2, 3, 4)}
+    verdicts = experiments.report_verdicts(fake_table1(measured, one_portrait, one_portrait))
+    assert verdicts[3]["verdict"] == "untested"

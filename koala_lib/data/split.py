@@ -49,6 +49,12 @@ def person_ids(paths, root) -> list[str]:
     return ids
 
 
+def _check_fractions(fractions) -> None:
+    if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError(f"fractions must be three non-negative numbers summing to 1, "
+                         f"got {fractions}.")
+
+
 def split_by_person(paths, people, fractions=(0.8, 0.1, 0.1), seed: int = 0,
                     verbose: bool = True) -> dict[str, list[Path]]:
     """Assign whole persons to train/val/test so that image counts approach ``fractions``.
@@ -58,9 +64,7 @@ def split_by_person(paths, people, fractions=(0.8, 0.1, 0.1), seed: int = 0,
     """
     if len(paths) != len(people):
         raise ValueError(f"{len(paths)} paths but {len(people)} person ids.")
-    if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
-        raise ValueError(f"fractions must be three non-negative numbers summing to 1, "
-                         f"got {fractions}.")
+    _check_fractions(fractions)
     groups: dict[str, list[Path]] = defaultdict(list)
     for path, person in zip(paths, people, strict=True):
         groups[person].append(Path(path))
@@ -102,9 +106,7 @@ def describe_split(splits: dict[str, list[Path]], groups: dict[str, list[Path]])
 def split_by_image(paths, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> dict[str, list[Path]]:
     """The split that :func:`split_by_person` replaces: images shuffled and cut at
     ``fractions``, whoever is in them. Here only to measure what it leaks."""
-    if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
-        raise ValueError(f"fractions must be three non-negative numbers summing to 1, "
-                         f"got {fractions}.")
+    _check_fractions(fractions)
     order = [Path(path) for path in paths]
     np.random.default_rng(seed).shuffle(order)
     cuts = np.round(np.cumsum(fractions) * len(order)).astype(int)
