@@ -33,6 +33,7 @@ from koala_lib.data.portraits import (
     top_folders,
 )
 from koala_lib.data.prepare import prepare
+from koala_lib.model import predict_scaled_ab
 
 GRAY = "gray (a = b = 0)"
 TRAIN_MEAN = "training mean a,b"
@@ -88,8 +89,9 @@ class PredictedAB:
     dtype = np.dtype(np.float32)
 
     def __init__(self, model: keras.Model, data: PortraitData, indices,
-                 batch_size: int = CHUNK):
+                 batch_size: int = CHUNK, temperature: float | None = None):
         self.model, self.data, self.batch_size = model, data, batch_size
+        self.temperature = temperature  # the classification head's read-out (None: default)
         self.indices = np.asarray(indices)
         self.shape = (len(self.indices), data.image_size, data.image_size, 2)
 
@@ -102,8 +104,8 @@ class PredictedAB:
         for start in range(0, len(chosen), self.batch_size):
             batch = chosen[start : start + self.batch_size]
             lightness, _ = self.data.prepared.model_arrays(batch)
-            output[start : start + len(batch)] = keras.ops.convert_to_numpy(self.model(
-                [lightness, self.data.embeddings[batch]], training=False))
+            output[start : start + len(batch)] = predict_scaled_ab(
+                self.model, lightness, self.data.embeddings[batch], self.temperature)
         return output[0] if np.ndim(self.indices[key]) == 0 else output
 
     def __array__(self, dtype=None, copy=None):

@@ -17,6 +17,15 @@ decoder    128, up, 64, 64, up, 32, 2 (tanh), up      H x W x 2
 ReLU everywhere but the last layer. Only ``keras.ops`` is used, so the model runs on the
 TensorFlow, JAX and PyTorch backends alike.
 
+**Two heads** (``build_colorizer(head=...)``). ``"regression"`` is the report's: a,b
+directly, trained with MSE. ``"classification"`` (Zhang et al. 2016, :mod:`koala_lib.quantize`)
+keeps the encoder, the fusion and the decoder's first three convolutions (up to H/4 x W/4 x
+64) and replaces the rest by a 1x1 convolution to Q = 261 logits, one per colour bin, at
+H/4 x W/4: the paper's 56 x 56 for 224 x 224 images. At full size the logits would take
+224 x 224 x 261 x 4 bytes = 52 MB per image in float32 (and as much again for their
+gradient); at H/4 they take 3.3 MB. :func:`predict_scaled_ab` reads a,b out of either head
+(the annealed mean, upsampled bilinearly to H x W for the classification head).
+
 One addition to the report's table, with no parameters: the fusion layer standardises each
 image's embedding (zero mean, unit variance over its D logits) before tiling it. Raw
 ImageNet logits reach +-10 on 1000 inputs against 256 encoder features in the 1x1
@@ -41,16 +50,23 @@ FUSION_FILTERS = 256
 # Decoder: an int is a 3x3 ReLU convolution with that many filters, "up" doubles H and W.
 DECODER_SPEC = (128, "up", 64, 64, "up", 32)
 DOWNSAMPLING = 8
+HEADS = ("regression", "classification")
+# The classification head: the decoder's layers before its second upsampling, then logits.
+CLASSIFICATION_DECODER = (128, "up", 64, 64)
+CLASSIFICATION_FACTOR = 4  # its logits are at H/4 x W/4
 
 __all__ = [
     "DOWNSAMPLING",
+    "HEADS",
     "FusionLayer",
     "build_colorizer",
     "build_decoder",
     "build_encoder",
     "check_image_size",
+    "colorizer_head",
     "fusion_by_broadcast",
     "load_colorizer",
+    "predict_scaled_ab",
 ]
 
 
@@ -152,15 +168,19 @@ def fusion_by_broadcast(fusion: FusionLayer, features, embedding):
     return ops.relu(from_features + from_embedding[:, None, None, :] + bias)
 
 
-def build_decoder(image_size=224, name: str = "decoder") -> keras.Model:
-    """Fused features (H/8 x W/8 x 256) -> scaled a,b (H x W x 2) in (-1, 1)."""
+def build_decoder(image_size=224, name: str = "decoder", head: str = "regression",
+                  bins: int | None = None) -> keras.Model:
+    """Fused features (H/8 x W/8 x 256) -> scaled a,b (H x W x 2) in (-1, 1), or with
+    ``head="classification"`` -> logits over ``bins`` colour bins (H/4 x W/4 x Q)."""
     height, width = check_image_size(image_size)
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}: use one of {HEADS}.")
     grid = (None if height is None else height // DOWNSAMPLING,
             None if width is None else width // DOWNSAMPLING)
     fused = keras.Input((*grid, FUSION_FILTERS), name="fused")
     x = fused
     convs = ups = 0
-    for step in DECODER_SPEC:
+    for step in DECODER_SPEC if head == "regression" else CLASSIFICATION_DECODER:
         if step == "up":
             ups += 1
             x = layers.UpSampling2D(2, name=f"decoder_up{ups}")(x)
@@ -168,6 +188,14 @@ def build_decoder(image_size=224, name: str = "decoder") -> keras.Model:
             convs += 1
             x = layers.Conv2D(step, 3, padding="same", activation="relu",
                               name=f"decoder_conv{convs}")(x)
+    if head == "classification":
+        if bins is None:
+            from koala_lib.quantize import in_gamut_bins
+
+            bins = len(in_gamut_bins())
+        # Logits stay float32 under mixed precision: a softmax over 261 bins needs it.
+        x = layers.Conv2D(bins, 1, dtype="float32", name="decoder_logits")(x)
+        return keras.Model(fused, x, name=name)
     # The output layer stays float32 under mixed precision: tanh saturates early in float16.
     x = layers.Conv2D(2, 3, padding="same", activation="tanh", dtype="float32",
                       name="decoder_ab")(x)
@@ -176,8 +204,10 @@ def build_decoder(image_size=224, name: str = "decoder") -> keras.Model:
 
 
 def build_colorizer(image_size=224, embedding_dim: int = 1000, name: str = "colorizer",
-                    standardize_embedding: bool = True) -> keras.Model:
-    """The full network: (scaled L, embedding) -> scaled a,b.
+                    standardize_embedding: bool = True, head: str = "regression",
+                    bins: int | None = None) -> keras.Model:
+    """The full network: (scaled L, embedding) -> scaled a,b, or logits over colour bins
+    with ``head="classification"`` (see the module doc).
 
     ``embedding_dim`` is 1000 for the Keras ImageNet classifiers (1001 for the TF-slim
     Inception-ResNet-v2 of the paper, whose extra class is "background").
@@ -190,8 +220,35 @@ def build_colorizer(image_size=224, embedding_dim: int = 1000, name: str = "colo
     features = build_encoder((height, width))(lightness)
     fused = FusionLayer(FUSION_FILTERS, standardize_embedding, name="fusion")(
         [features, embedding])
-    ab = build_decoder((height, width))(fused)
-    return keras.Model([lightness, embedding], ab, name=name)
+    output = build_decoder((height, width), head=head, bins=bins)(fused)
+    return keras.Model([lightness, embedding], output, name=name)
+
+
+def colorizer_head(model: keras.Model) -> str:
+    """``"regression"`` for a model whose output is a,b (2 channels), else
+    ``"classification"`` (one logit per colour bin)."""
+    return "regression" if model.outputs[0].shape[-1] == 2 else "classification"
+
+
+def predict_scaled_ab(model: keras.Model, lightness, embedding, temperature: float | None = None):
+    """Scaled a,b (N, H, W, 2) as a numpy array from either head, for scaled L (N, H, W, 1).
+
+    The classification head's logits are read out by the annealed mean at ``temperature``
+    (default :data:`koala_lib.quantize.TEMPERATURE`; 0 is the mode, 1 the mean) and resized
+    bilinearly to H x W."""
+    import numpy as np
+
+    from koala_lib import quantize
+    from koala_lib.color import AB_SCALE
+
+    output = model([lightness, embedding], training=False)
+    if colorizer_head(model) == "regression":
+        return np.asarray(ops.convert_to_numpy(output), np.float32)
+    temperature = quantize.TEMPERATURE if temperature is None else temperature
+    ab = quantize.annealed_mean(output, temperature=temperature) / AB_SCALE
+    shape = ops.shape(lightness)
+    ab = ops.image.resize(ab, (shape[1], shape[2]), interpolation="bilinear")
+    return np.asarray(ops.convert_to_numpy(ab), np.float32)
 
 
 def load_colorizer(path) -> keras.Model:

@@ -58,8 +58,8 @@ from koala_lib.data.feeder import ColorizationFeeder, FeederEpoch
 from koala_lib.data.portraits import PortraitData
 from koala_lib.environment import current as current_environment
 from koala_lib.environment import visible_gpus
-from koala_lib.losses import report_mse, steps_until_plateau
-from koala_lib.model import build_colorizer
+from koala_lib.losses import SoftEncodedCrossEntropy, report_mse, steps_until_plateau
+from koala_lib.model import CLASSIFICATION_FACTOR, HEADS, build_colorizer, predict_scaled_ab
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STATE_FILE = "state.json"
@@ -72,6 +72,7 @@ __all__ = [
     "OverfitRun",
     "TrainConfig",
     "TrainResult",
+    "class_weights_for",
     "compile_colorizer",
     "continues",
     "distribution_scope",
@@ -103,6 +104,11 @@ class TrainConfig:
     seed: int = 42
     standardize_embedding: bool = True
     snapshot_images: int = 6  # validation colorizations saved each epoch (0: none)
+    # "regression" (the report's MSE) or "classification" (colour bins, Zhang et al. 2016:
+    # rebalanced cross-entropy, see koala_lib.quantize); mse_weight > 0 adds the MSE of the
+    # classification head's annealed mean (a mixed objective).
+    head: str = "regression"
+    mse_weight: float = 0.0
 
 
 def resolve_precision(precision: str = "auto") -> str:
@@ -217,8 +223,7 @@ class ColorizationSnapshots(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         from PIL import Image
 
-        predicted = keras.ops.convert_to_numpy(
-            self.model([self.lightness, self.embeddings], training=False)).astype(np.float32)
+        predicted = predict_scaled_ab(self.model, self.lightness, self.embeddings)
         rows = [np.concatenate(list(images), axis=1)
                 for images in (self.gray, color.model_to_rgb(self.lightness, predicted),
                                self.truth)]
@@ -371,11 +376,15 @@ def _state_problem(state, run_dir: Path) -> str | None:
 def _identity_differences(saved: dict, now: dict) -> dict:
     """The settings in which two runs differ, (saved, now) by name. The number of epochs is
     left out: asking a run for more epochs extends it, it does not make it another run."""
+    defaults = asdict(TrainConfig())
+
     def flat(identity):
         values = {key: value for key, value in identity.items() if key != "config"}
         config = identity.get("config")
         if not isinstance(config, dict):
             return {**values, "config": config}
+        # A setting added since the run was saved counts as its default (head, ...).
+        config = {**{key: defaults[key] for key in defaults.keys() - config.keys()}, **config}
         return {**values, **{f"config.{key}": value for key, value in config.items()
                              if key != "epochs"}}
 
@@ -475,13 +484,35 @@ class TrainResult:
         return float(np.median(values[1:] if len(values) > 1 else values))
 
 
-def compile_colorizer(model: keras.Model, config: TrainConfig, accumulation: int = 1) -> None:
-    """The report's loss and Adam (clipped at ``config.clipnorm``), averaging the gradients
-    of ``accumulation`` micro-batches before each update."""
+def compile_colorizer(model: keras.Model, config: TrainConfig, accumulation: int = 1,
+                      class_weights=None) -> None:
+    """The report's loss (or, for the classification head, the rebalanced cross-entropy with
+    ``class_weights``, :func:`class_weights_for`) and Adam clipped at ``config.clipnorm``,
+    averaging the gradients of ``accumulation`` micro-batches before each update."""
+    if config.head not in HEADS:
+        raise ValueError(f"unknown head {config.head!r}: use one of {HEADS}.")
     optimizer = keras.optimizers.Adam(
         config.learning_rate, clipnorm=config.clipnorm,
         gradient_accumulation_steps=accumulation if accumulation > 1 else None)
-    model.compile(optimizer=optimizer, loss=report_mse, jit_compile=config.jit_compile)
+    if config.head == "regression":
+        loss = report_mse
+    elif class_weights is None:
+        raise ValueError("the classification head needs class_weights (class_weights_for).")
+    else:
+        loss = SoftEncodedCrossEntropy(class_weights, CLASSIFICATION_FACTOR, config.mse_weight)
+    model.compile(optimizer=optimizer, loss=loss, jit_compile=config.jit_compile)
+
+
+def class_weights_for(data: PortraitData, indices, batch: int = 256) -> np.ndarray:
+    """The rebalancing weights (Q,) of the colour bins for the images ``indices``: their
+    pixels' bin distribution, smoothed, mixed with uniform, inverted
+    (:func:`koala_lib.quantize.rebalancing_weights`)."""
+    from koala_lib import quantize
+
+    indices = np.asarray(indices)
+    batches = (color.unscale_ab(data.prepared.model_arrays(indices[start : start + batch])[1])
+               for start in range(0, len(indices), batch))
+    return quantize.rebalancing_weights(quantize.smoothed_prior(quantize.bin_counts(batches)))
 
 
 def run_identity(data: PortraitData, config: TrainConfig, train_indices=None,
@@ -571,8 +602,10 @@ def train(data: PortraitData, config: TrainConfig, run_dir, train_indices=None,
             resumed_from = state["epochs_done"]
         else:
             model = build_colorizer(config.image_size, data.embeddings.shape[-1],
-                                    standardize_embedding=config.standardize_embedding)
-            compile_colorizer(model, config, accumulation)
+                                    standardize_embedding=config.standardize_embedding,
+                                    head=config.head)
+            compile_colorizer(model, config, accumulation, class_weights_for(
+                data, train_indices) if config.head == "classification" else None)
             resumed_from = None
             state = {"identity": identity, "epochs_done": 0, "checkpoint": None,
                      "checkpoints": [], "history": [], "precision": precision}
@@ -594,7 +627,8 @@ def train(data: PortraitData, config: TrainConfig, run_dir, train_indices=None,
                   f"{'one pass' if steps is None else f'{steps} steps'} x batch "
                   f"{config.batch_size}"
                   f"{f' ({accumulation} micro-batches of {micro})' if accumulation > 1 else ''}"
-                  f" on {len(train_indices)} images | {precision} | {distribution} | "
+                  f" on {len(train_indices)} images | {config.head} head | {precision} | "
+                  f"{distribution} | "
                   f"backend {keras.backend.backend()}")
         recorder = _RunRecorder(run_dir, state, images_per_epoch)
         snapshots = None

@@ -34,3 +34,38 @@ def test_report_loss_is_keras_mse():
     keras_mse = float(keras.ops.convert_to_numpy(keras.losses.MeanSquaredError()(y_true, y_pred)))
     assert ours == pytest.approx(by_hand, rel=1e-5)
     assert ours == pytest.approx(keras_mse, rel=1e-5)
+
+
+def test_soft_encoded_cross_entropy_matches_the_dense_formula():
+    """Zhang et al.'s eq. 2 with eq. 3's weights, written out with dense soft targets."""
+    from koala_lib import quantize
+    from koala_lib.losses import SoftEncodedCrossEntropy
+
+    rng = np.random.default_rng(3)
+    centres = quantize.in_gamut_bins()
+    bins = len(centres)
+    weights = rng.uniform(0.5, 3, bins).astype("float32")
+    # Blocks of one colour each, so that the 4x4 average is that colour.
+    ab_small = rng.uniform(-60, 60, (2, 4, 6, 2)).astype("float32")
+    y_true = np.repeat(np.repeat(ab_small, 4, axis=1), 4, axis=2) / 128
+    logits = rng.normal(0, 2, (2, 4, 6, bins)).astype("float32")
+    nearest, soft = quantize.soft_encode(ab_small)
+    dense = np.zeros((2, 4, 6, bins))
+    np.put_along_axis(dense, nearest, soft, axis=-1)
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    per_pixel = -(dense * log_p).sum(-1) * weights[nearest[..., 0]]
+    expected = per_pixel.mean(axis=(1, 2)).mean()
+    loss = SoftEncodedCrossEntropy(weights, factor=4)
+    assert float(keras.ops.convert_to_numpy(loss(y_true, logits))) == pytest.approx(
+        expected, rel=1e-4)
+    # The mixed objective adds the MSE of the annealed mean.
+    mixed = SoftEncodedCrossEntropy(weights, factor=4, mse_weight=2.0)
+    annealed = np.asarray(quantize.annealed_mean(logits)) / 128
+    extra = 2.0 * np.mean((annealed - ab_small / 128) ** 2, axis=(1, 2, 3)).mean()
+    assert float(keras.ops.convert_to_numpy(mixed(y_true, logits))) == pytest.approx(
+        expected + extra, rel=1e-4)
+    # It is saved with a model and comes back with its weights.
+    again = keras.losses.deserialize(keras.losses.serialize(mixed))
+    assert again.class_weights == pytest.approx(list(weights)) and again.mse_weight == 2.0
+    with pytest.raises(ValueError, match="class weights"):
+        SoftEncodedCrossEntropy(weights[:10])

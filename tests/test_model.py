@@ -123,3 +123,46 @@ def test_saved_model_keeps_the_fusion_setting(tmp_path):
     plain.save(tmp_path / "plain.keras")
     loaded = model.load_colorizer(tmp_path / "plain.keras")
     assert loaded.get_layer("fusion").standardize_embedding is False
+
+
+def test_classification_head_gives_logits_over_the_bins_at_a_quarter_size():
+    from koala_lib.quantize import in_gamut_bins
+
+    colorizer = model.build_colorizer((32, 48), head="classification")
+    logits = keras.ops.convert_to_numpy(colorizer(_inputs(2, 32, 48)))
+    assert logits.shape == (2, 8, 12, len(in_gamut_bins()))
+    assert model.colorizer_head(colorizer) == "classification"
+    assert model.colorizer_head(model.build_colorizer(32)) == "regression"
+    # The same encoder and fusion; the decoder keeps its first three convolutions.
+    regression = model.build_colorizer(224)
+    classification = model.build_colorizer(224, head="classification")
+    for part in ("encoder", "fusion"):
+        assert (classification.get_layer(part).count_params()
+                == regression.get_layer(part).count_params())
+    decoder = classification.get_layer("decoder")
+    assert [layer.name for layer in decoder.layers if "conv" in layer.name] == [
+        "decoder_conv1", "decoder_conv2", "decoder_conv3"]
+    assert decoder.get_layer("decoder_logits").count_params() == 64 * 261 + 261
+    with pytest.raises(ValueError, match="unknown head"):
+        model.build_colorizer(32, head="ordinal")
+
+
+def test_predict_scaled_ab_reads_either_head_at_full_size():
+    lightness, embedding = _inputs(2, 32, 32)
+    for head in model.HEADS:
+        ab = model.predict_scaled_ab(model.build_colorizer(32, head=head), lightness, embedding)
+        assert ab.shape == (2, 32, 32, 2) and ab.dtype == np.float32
+        assert np.abs(ab).max() < 1.0
+    # Logits that all point at one bin give that bin's colour everywhere.
+    colorizer = model.build_colorizer(32, head="classification")
+    from koala_lib.quantize import in_gamut_bins, nearest_bin
+
+    target = nearest_bin(np.array([40.0, 30.0]))
+    decoder = colorizer.get_layer("decoder").get_layer("decoder_logits")
+    kernel, bias = decoder.get_weights()
+    bias = np.full_like(bias, -50.0)
+    bias[target] = 50.0
+    decoder.set_weights([np.zeros_like(kernel), bias])
+    ab = model.predict_scaled_ab(colorizer, lightness, embedding) * 128
+    np.testing.assert_allclose(ab, np.broadcast_to(in_gamut_bins()[target], ab.shape),
+                               atol=1e-3)

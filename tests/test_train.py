@@ -37,6 +37,24 @@ def test_ci_profile_lowers_the_held_out_loss(ci_data, tmp_path):
     assert log[0].startswith("epoch,") and len(log) == 1 + 4  # header, epochs 0..3
 
 
+def test_classification_head_trains_in_the_ci_profile_and_lowers_its_loss(ci_data, tmp_path):
+    from koala_lib.model import colorizer_head
+
+    config = small_config(head="classification", snapshot_images=0)
+    result = train.train(ci_data, config, tmp_path / "run", verbose=0)
+    start, end = result.history[0]["val_loss"], result.history[-1]["val_loss"]
+    assert colorizer_head(result.model) == "classification"
+    assert end < 0.8 * start, (start, end)
+    assert result.history[-1]["loss"] < result.history[1]["loss"]
+    # The checkpoint holds the rebalanced loss with its weights: the run extends.
+    longer = train.train(ci_data, replace(config, epochs=4), tmp_path / "run", verbose=0)
+    assert longer.resumed_from == 3 and longer.epochs_done == 4
+    assert type(longer.model.loss).__name__ == "SoftEncodedCrossEntropy"
+    weights = np.array(longer.model.loss.class_weights)
+    np.testing.assert_allclose(weights, train.class_weights_for(ci_data, ci_data.indices("train")),
+                               rtol=1e-6)
+
+
 class Interrupt(Exception):
     pass
 

@@ -153,8 +153,21 @@ class LightnessView:
         return self.prepared.lightness(indices)
 
 
-def cache_key(paths, size: int) -> str:
+def _names(paths, root) -> list[str]:
+    """The names a prepared set stores: relative to ``root`` (without following links), or
+    the file names."""
+    if not root:
+        return [Path(path).name for path in paths]
+    base = os.path.abspath(root)
+    return [Path(os.path.abspath(path)).relative_to(base).as_posix() for path in paths]
+
+
+def cache_key(paths, size: int, names=None) -> str:
+    """Identifies a prepared set: the files (resolved, sizes, times), the size, the policy,
+    and the names it stores (the same files under another root are another set's names)."""
     digest = hashlib.sha256(f"{size}|{POLICY}|{VERSION}".encode())
+    if names is not None:
+        digest.update(json.dumps(list(names)).encode())
     for path in paths:
         stat = Path(path).stat()
         digest.update(f"|{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
@@ -327,8 +340,7 @@ def _build(paths, size: int, key: str, building: Path, workers: int, progress: b
     packed_l.flush()
     packed_ab.flush()
     del packed_l, packed_ab
-    base = Path(root) if root else None
-    names = [p.relative_to(base).as_posix() if base else p.name for p in paths]
+    names = _names(paths, root)
     (building / "index.json").write_text(json.dumps(
         {"names": names, "size": size, "policy": POLICY, "version": VERSION, "key": key}))
 
@@ -347,7 +359,7 @@ def prepare(paths, size: int = 224, root=None, workers: int | None = None,
         raise ValueError("no images to prepare: the list is empty.")
     if size <= 0 or size % 8:
         raise ValueError(f"size must be a positive multiple of 8, got {size}.")
-    key = cache_key(paths, size)
+    key = cache_key(paths, size, _names(paths, root))
     target = Path(folder) if folder else cache_dir("prepared") / f"{size}px-{key[:20]}"
     _remove_leftovers(target, whole_cache=folder is None)
     prepared = _open_existing(target, key, len(paths), size, owned=folder is None)

@@ -208,3 +208,86 @@ def sample_portraits(count: int, seed: int = 0, verbose: bool = True) -> list[Po
     if verbose:
         print(f"{len(portraits)} portraits from {describe_source(folder)}")
     return portraits
+
+
+def mixed_portrait_dir(folders, target) -> Path:
+    """One portrait folder for several sources, so that training sees them all: ``target``'s
+    top-level entries are links to the folders' own (``us_congress/``, ``uk_parliament/``,
+    ``lfw/``...), and its ``manifest.csv`` merges their manifests (the paths stay the same,
+    the person ids as they are: keep them namespaced, ``us:``, ``lfw:``, so that two
+    sources never share a person). ``PortraitData.sources`` (each image's top-level folder)
+    then tells the sources apart. A folder without a manifest brings its images with no
+    person ids.
+
+    The folders are never written to. ``target`` holds only links and the manifest; it is
+    remade when the merged manifest or a link would differ, else reused. A ``target``
+    holding anything else (files of yours) is never emptied: that is a ValueError, and so
+    are two folders with a top-level entry of the same name (a link can point at one).
+    """
+    target = Path(target).absolute()
+    sources = [Path(folder).absolute() for folder in folders]
+    if not sources:
+        raise ValueError("no folders to mix: give at least one portrait folder.")
+    links: dict[str, Path] = {}  # top-level name in target -> what it links to
+    owners: dict[str, Path] = {}
+    columns, rows = ["path"], []
+    for folder in sources:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder} is not a folder: there is nothing to mix in.")
+        real, real_target = folder.resolve(), target.resolve()
+        if real_target.is_relative_to(real) or real.is_relative_to(real_target):
+            raise ValueError(f"the mixed folder {target} and the portrait folder {folder} are "
+                             "one inside the other: choose a target outside the folders it "
+                             "mixes (they are never written to).")
+        if real in owners.values():
+            raise ValueError(f"{folder} is given twice: mix each portrait folder once.")
+        found = read_manifest(folder) or [{"path": path.relative_to(folder).as_posix()}
+                                          for path in list_images(folder, colour_only=False)]
+        if not found:
+            raise ValueError(f"{folder} holds no images (no manifest.csv rows, no image "
+                             "files): nothing to mix.")
+        for row in found:
+            top = row["path"].split("/")[0]
+            if top.lower().startswith("manifest.csv"):
+                raise ValueError(f"{folder}'s manifest names {row['path']!r}: a mixed folder "
+                                 "keeps that name for its own manifest.")
+            if owners.setdefault(top, real) != real:
+                raise ValueError(f"{owners[top]} and {folder} both hold {top!r}: a mixed "
+                                 f"folder can link that name to one of them. Mix them "
+                                 "separately, or make a folder whose top-level entry has "
+                                 "another name (its manifest's paths changed to match).")
+            links[top] = real / top
+            columns += [name for name in row if name not in columns]
+            rows.append(row)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([row.get(name, "") for name in columns] for row in rows)
+    manifest = target / "manifest.csv"
+    if target.exists():
+        if not target.is_dir():
+            raise ValueError(f"{target} is a file, not a folder: choose another target.")
+        theirs = sorted(entry.name for entry in target.iterdir()
+                        if not entry.is_symlink()
+                        and entry.name not in ("manifest.csv", "manifest.csv.part"))
+        if theirs:
+            raise ValueError(f"{target} holds {', '.join(theirs[:MISSING_SHOWN])}, which "
+                             "mixed_portrait_dir did not make: choose a new or empty folder "
+                             "as the target (it is never emptied).")
+        present = {entry.name: entry.readlink() for entry in target.iterdir()
+                   if entry.is_symlink()}
+        if present == links and manifest.is_file() and not manifest.is_symlink() \
+                and manifest.read_bytes() == text.getvalue().encode():
+            return target
+    target.mkdir(parents=True, exist_ok=True)
+    manifest.unlink(missing_ok=True)  # first: a rebuild cut short is redone next time
+    for entry in target.iterdir():
+        if entry.is_symlink() and links.get(entry.name) != entry.readlink():
+            entry.unlink()  # the link only: never what it points at
+    for name, source in links.items():
+        if not (target / name).is_symlink():
+            (target / name).symlink_to(source, target_is_directory=source.is_dir())
+    partial = target / "manifest.csv.part"
+    partial.write_bytes(text.getvalue().encode())
+    partial.replace(manifest)
+    return target

@@ -13,6 +13,7 @@ to a measured number.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass
@@ -25,6 +26,15 @@ from koala_lib.data.sources import read_manifest
 SPLITS = ("train", "val", "test")
 
 
+def _relative(path, root: Path) -> Path:
+    """``path`` relative to ``root``, without following links first: a mixed folder
+    (:func:`~koala_lib.data.sources.mixed_portrait_dir`) reaches its images through links."""
+    try:
+        return Path(os.path.abspath(path)).relative_to(os.path.abspath(root))
+    except ValueError:
+        return Path(path).resolve().relative_to(Path(root).resolve())
+
+
 def person_ids(paths, root) -> list[str]:
     """One person id per path: manifest ``person_id``, else parent folder, else file stem.
 
@@ -34,7 +44,7 @@ def person_ids(paths, root) -> list[str]:
     """
     root = Path(root)
     by_path = {row["path"]: row.get("person_id", "") for row in read_manifest(root)}
-    relatives = [Path(path).resolve().relative_to(root.resolve()) for path in paths]
+    relatives = [_relative(path, root) for path in paths]
     ids = [by_path.get(relative.as_posix()) or "" for relative in relatives]
     unknown = [i for i, person in enumerate(ids) if not person]
     folders = {relatives[i].parent.as_posix() for i in unknown}
