@@ -1,6 +1,7 @@
 """The command line.
 
-* ``python -m koala_lib colorize INPUT... --out DIR [--model PATH]``: colorize your photos;
+* ``python -m koala_lib colorize INPUT... --out DIR [--model PATH] [--upsample bilinear]``:
+  colorize your photos;
 * ``python -m koala_lib evaluate FOLDER --model PATH [--size N] [--json OUT]``: measure a
   saved model on a folder of colour photos against the gray and mean-a,b baselines.
 """
@@ -24,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "is a new PNG of exactly the input's size, named <name>_colorized.png "
                     "inside DIR (with -1, -2... when the name is taken): inputs are never "
                     "modified and nothing is written outside DIR. The colour is predicted "
-                    "at the model's size and merged with the input's full-resolution "
+                    "at the model's size, upsampled (guided by the input's lightness, "
+                    "unless --upsample bilinear) and merged with the input's full-resolution "
                     "lightness. Files that cannot be colorized are listed with the reason. "
                     "Exit status: 0 when at least one image was written, 1 when none was.")
     colorize.add_argument("inputs", nargs="+", metavar="INPUT", type=Path,
@@ -37,6 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
                                "cpu before ci")
     colorize.add_argument("--batch-size", type=int, default=16, metavar="N",
                           help="images predicted together (default 16)")
+    colorize.add_argument("--upsample", choices=("guided", "bilinear"), default="guided",
+                          help="how the colour is upsampled to the photo's size: guided (the "
+                               "default) moves colour edges towards the photo's lightness "
+                               "edges with OpenCV's guided filter (pip install "
+                               "opencv-contrib-python-headless); bilinear needs nothing more "
+                               "but lets colour bleed further across edges")
+    colorize.add_argument("--temperature", type=float, metavar="T",
+                          help="classification models only: the read-out temperature, from 0 "
+                               "(the likeliest colour, vivid) to 1 (the mean, grayish); "
+                               "default: the one saved with the model")
     colorize.add_argument("--quiet", action="store_true", help="no progress bars")
 
     evaluate = commands.add_parser(
@@ -59,18 +71,34 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--size", type=int, metavar="N",
                           help="the square size to measure at (a multiple of 8; default: "
                                "the size the model was trained at)")
+    evaluate.add_argument("--temperature", type=float, metavar="T",
+                          help="classification models only: the read-out temperature "
+                               "(default: the one saved with the model)")
     evaluate.add_argument("--json", type=Path, metavar="OUT",
                           help="also write the table and the protocol as JSON to OUT")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 
-def _load_model(path):
+def _check_temperature(temperature) -> None:
+    if temperature is not None and not 0 <= temperature <= 10:
+        raise ValueError(f"--temperature must be from 0 to 10, got {temperature}.")
+
+
+def _load_model(path, temperature=None):
     from koala_lib import colorize
 
     trained, extractor = colorize.load_trained(path)
-    print(f"model {path} ({trained.metadata['extractor']['name']} embeddings, trained at "
-          f"{trained.image_size}x{trained.image_size})")
+    if temperature is not None:
+        if trained.head != "classification":
+            raise ValueError(f"--temperature {temperature}: {path} is a regression model, "
+                             "which predicts a,b directly; only a classification model has "
+                             "a read-out temperature.")
+        trained.metadata["temperature"] = temperature
+    head = (f"classification head, read out at T = {trained.temperature:g}"
+            if trained.head == "classification" else "regression head")
+    print(f"model {path} ({head}; {trained.metadata['extractor']['name']} embeddings, "
+          f"trained at {trained.image_size}x{trained.image_size})")
     return trained, extractor
 
 
@@ -102,7 +130,8 @@ def run_evaluate(args) -> int:
     if not args.model.is_file():
         raise FileNotFoundError(f"no trained model at {args.model} (--model): name a .keras "
                                 "file saved by notebook 06, with its .json beside it.")
-    trained, extractor = _load_model(args.model)
+    _check_temperature(args.temperature)
+    trained, extractor = _load_model(args.model, args.temperature)
     result = evaluate_folder(args.folder, trained, extractor, image_size=args.size,
                              progress=not args.quiet)
     print(table_markdown(result["rows"], ("prediction", *METRIC_COLUMNS)))
@@ -135,11 +164,15 @@ def check_colorize_arguments(args) -> None:
 
 def run_colorize(args) -> int:
     check_colorize_arguments(args)  # before the imports: Keras takes seconds to start
+    _check_temperature(args.temperature)
     from koala_lib import colorize, course
 
-    trained, extractor = _load_model(args.model or course.default_model_path())
+    colorize.check_upsample(args.upsample)  # a missing OpenCV contrib: said before the model loads
+    trained, extractor = _load_model(args.model or course.default_model_path(),
+                                     args.temperature)
     report = colorize.colorize_files(args.inputs, args.out, trained, extractor,
-                                     batch_size=args.batch_size, progress=not args.quiet)
+                                     batch_size=args.batch_size, progress=not args.quiet,
+                                     upsample=args.upsample)
     for source, target in report.written:
         print(f"wrote {target}  (from {source})")
     print(report.summary())
@@ -153,6 +186,12 @@ def main(argv=None) -> int:
         return command(args)
     except (OSError, ValueError) as error:  # FileNotFoundError, ConnectionError included
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except ImportError as error:  # a missing package: what to install, not a traceback
+        hint = "" if "pip install" in str(error) else (
+            " (a package koala needs is missing or broken: reinstall koala with its "
+            "dependencies, e.g. `pip install -e .[tf]` in the repository)")
+        print(f"error: {error}{hint}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted (files written so far are complete: none is half-written).",

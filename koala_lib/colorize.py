@@ -3,10 +3,18 @@
 **Full resolution.** The network predicts a,b at about its training scale: the image is
 resized so that its shorter side is the model's training size (224 for the `gpu`
 profile; sides rounded to multiples of 8, the longer side capped at 4x), the classifier
-embeds the same small L, and the predicted a,b are upsampled (bilinear) to the original
-size. They are merged with the **original full-resolution L**, so edges, texture and grain
-are the input's own; only the colour is at the model's resolution (colour detail is the
-least visible to the eye, which is why JPEG also stores it at lower resolution).
+embeds the same small L, and the predicted a,b are upsampled to the original size. They
+are merged with the **original full-resolution L**, so edges, texture and grain are the
+input's own; only the colour is at the model's resolution (colour detail is the least
+visible to the eye, which is why JPEG also stores it at lower resolution).
+
+**Upsampling the colour** (``upsample=``). ``"bilinear"`` alone spreads each colour over
+the model's pixel grid, across edges: a pink-orange halo around a head on a white
+backdrop. ``"guided"`` (the default) corrects it with He et al.'s guided filter (OpenCV
+contrib's ``cv2.ximgproc.guidedFilter``), guided by the full-resolution L, so that colour
+edges move towards the lightness edges the model's pixels were too coarse to see; the
+radius grows with the upsampling factor. L itself is never filtered. Both work strip by
+strip: see :func:`upsample_ab`, and ``benchmarks/upsampling.py`` for what each costs.
 
 **Gamut.** Some predicted (L, a, b) have no sRGB colour; clipping the RGB would change L.
 Instead the chroma of those pixels is reduced step by step until the colour fits, so the
@@ -35,24 +43,65 @@ from skimage import color as skcolor
 from koala_lib import color
 from koala_lib.data.images import is_image_file, read_rgb
 from koala_lib.data.portraits import extractor_description
-from koala_lib.model import DOWNSAMPLING, build_colorizer, load_colorizer
+from koala_lib.model import (
+    DOWNSAMPLING,
+    HEADS,
+    build_colorizer,
+    colorizer_head,
+    load_colorizer,
+    predict_scaled_ab,
+)
 
 MAX_ASPECT = 4  # the longer side is at most this many times the model's size
 # Full-resolution pixels converted at a time: the float64 temporaries of colour conversion
 # (about 100 bytes a pixel) stay near 100 MB whatever the photo's size.
 STRIP_PIXELS = 1 << 20
 SUFFIX = "_colorized.png"
+UPSAMPLING = ("guided", "bilinear")  # the first is the default
+# "guided" (see upsample_ab): the guided filter's window radius is GUIDED_RADIUS_PER_FACTOR
+# times the upsampling factor (full size / model size, the larger of the two axes'), at least
+# 1 pixel; GUIDED_EPS, its regularisation, is in the units of the guide's variance, L / 100 in
+# [0, 1] (He et al.'s epsilon, which OpenCV takes as it is). Chosen by
+# `python benchmarks/upsampling.py --tune --sizes 16 32 64 224`: SSIM at full size of (true L
+# + the true a,b downsampled to the model size and upsampled back), on the validation split
+# (seed 0) of the shared portraits, 71 us_congress + 146 uk_parliament. Mean SSIM, bilinear ->
+# chosen (radius 1x factor, eps 1e-3), by model size (upsampling factor us / uk):
+#   16 (17 / 7.5): 0.9731 -> 0.9746 (the grid's best; radius 2x: 0.9737, 3x: 0.9726)
+#   32 (7 / 4):    0.9793 -> 0.9807 (the grid's best)
+#   64 (3.5 / 1.9): 0.9869 -> 0.9878 (best 0.9879, radius 2x)
+#   224 (1 / 0.5): 0.9959 -> 0.9963 (best 0.9964, radius 3x, eps 1e-4)
+# eps 1e-4 and 1e-2 are within 0.0003 of 1e-3 everywhere; radii above 1x lose at large
+# factors, which real photos have (a 12-megapixel photo at 224 is upsampled 13 times). The
+# guided filter of the bilinear a,b alone (G(L) in upsample_ab, radius 1x) is below bilinear
+# at every size: 0.9728, 0.9780, 0.9833, 0.9906.
+GUIDED_RADIUS_PER_FACTOR = 1.0
+GUIDED_EPS = 1e-3
+GUIDED_MISSING = (
+    'upsample="guided" needs OpenCV\'s contrib modules (cv2.ximgproc), which cannot be '
+    "loaded here ({error}). Install them with `pip install opencv-contrib-python-headless` "
+    "(Colab ships opencv-contrib-python; plain opencv-python, if installed beside it, "
+    "shares its cv2 folder: uninstall both and install the contrib one), or colorize with "
+    'upsample="bilinear" (`--upsample bilinear` on the command line), whose colour bleeds '
+    "a little across edges.")
 
 __all__ = [
+    "GUIDED_EPS",
+    "GUIDED_RADIUS_PER_FACTOR",
+    "UPSAMPLING",
     "ColorizeReport",
     "TrainedColorizer",
+    "check_upsample",
     "colorize_files",
     "colorize_rgb",
     "full_lightness",
+    "guided_radius",
     "load_trained",
     "merge_full_resolution",
     "model_size_for",
     "save_trained",
+    "small_ab_of",
+    "upsample_ab",
+    "upsampling_ssim",
 ]
 
 
@@ -69,6 +118,19 @@ class TrainedColorizer:
     def image_size(self) -> int:
         return int(self.metadata["image_size"])
 
+    @property
+    def head(self) -> str:
+        """"regression" (a,b) or "classification" (colour bins; older files: regression)."""
+        return self.metadata.get("head", "regression")
+
+    @property
+    def temperature(self) -> float:
+        """The classification head's read-out temperature: the one saved with the model (or
+        set in ``metadata["temperature"]``), else the paper's 0.38."""
+        from koala_lib.quantize import TEMPERATURE
+
+        return float(self.metadata.get("temperature", TEMPERATURE))
+
 
 def save_trained(model: keras.Model, path, extractor, image_size: int, **metadata) -> Path:
     """Save ``model`` (rebuilt to accept any size) as ``path`` (.keras) and ``path``.json.
@@ -84,12 +146,14 @@ def save_trained(model: keras.Model, path, extractor, image_size: int, **metadat
     if path.suffix != ".keras":
         raise ValueError(f"save the model as a .keras file, not {path.name}.")
     fusion = model.get_layer("fusion")
+    head = colorizer_head(model)
     any_size = build_colorizer(None, int(model.inputs[1].shape[-1]),
-                               standardize_embedding=fusion.standardize_embedding)
+                               standardize_embedding=fusion.standardize_embedding, head=head,
+                               bins=None if head == "regression" else model.outputs[0].shape[-1])
     any_size.set_weights(model.get_weights())
     path.parent.mkdir(parents=True, exist_ok=True)
     any_size.save(path)
-    info = {"format": "koala colorizer 1", "image_size": int(image_size),
+    info = {"format": "koala colorizer 1", "head": head, "image_size": int(image_size),
             "embedding_dim": int(model.inputs[1].shape[-1]),
             "extractor": {key: extractor[key] for key in ("name", "weights", "fingerprint")},
             "keras": keras.__version__, "backend": keras.backend.backend(), **metadata}
@@ -123,6 +187,14 @@ def _read_metadata(info_path: Path) -> dict:
                if not isinstance(wanted.get(key), str)]
     if missing:
         raise ValueError(f"{info_path} describes no extractor {', '.join(missing)}: {fix}.")
+    if metadata.get("head", "regression") not in HEADS:
+        raise ValueError(f"{info_path} names the head {metadata.get('head')!r}; koala's are "
+                         f"{', '.join(HEADS)}: {fix}.")
+    temperature = metadata.get("temperature", 0.38)
+    if not isinstance(temperature, int | float) or isinstance(temperature, bool) or not (
+            0 <= temperature <= 10):
+        raise ValueError(f"{info_path}: temperature must be a number from 0 to 10, found "
+                         f"{temperature!r}: {fix}.")
     size = metadata.get("image_size")
     if not isinstance(size, int) or size <= 0 or size % DOWNSAMPLING:
         raise ValueError(f"{info_path}: image_size must be a positive multiple of "
@@ -182,6 +254,10 @@ def load_trained(path, extractor=None) -> tuple[TrainedColorizer, object]:
             + ". Its colours would be meaningless: use the model's own extractor, or train "
               "a model for this one.")
     _check_inputs(model, path, extractor)
+    if colorizer_head(model) != metadata.get("head", "regression"):
+        raise ValueError(f"{path.name} holds a {colorizer_head(model)} model but "
+                         f"{info_path.name} says {metadata.get('head', 'regression')}: the "
+                         "two files do not belong together. Save models with save_trained.")
     return TrainedColorizer(model, metadata, path), extractor
 
 
@@ -209,7 +285,7 @@ def model_size_for(height: int, width: int, size: int) -> tuple[int, int]:
 
 def _small_lightness(lightness: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Full-resolution L (H, W) in [0, 100] -> (h, w) by Pillow's antialiased resize."""
-    image = Image.fromarray(lightness.astype(np.float32))  # 2-d float32: Pillow's mode "F"
+    image = Image.fromarray(np.asarray(lightness, np.float32))  # 2-d float32: Pillow's mode "F"
     return np.asarray(image.resize((shape[1], shape[0]), Image.Resampling.BILINEAR))
 
 
@@ -243,20 +319,176 @@ def _upsampled_rows(planes, rows: slice, height: int, width: int) -> np.ndarray:
                      for plane in planes], axis=-1)
 
 
-def merge_full_resolution(lightness: np.ndarray, small_ab: np.ndarray) -> np.ndarray:
-    """Full-resolution L (H, W) + a,b at the model's size (h, w, 2) -> uint8 RGB (H, W, 3).
+# --- upsampling the colour: bilinear, or guided by the full-resolution L -------------------
 
-    Upsampled and fitted into the gamut strip by strip, so the memory beyond the input is
-    L (4 bytes a pixel) and the output (3); ``benchmarks/memory.py`` measures the total.
+
+def _guided_filter():
+    """``cv2.ximgproc.guidedFilter``, or an ImportError that says how to get it."""
+    try:
+        import cv2
+
+        return cv2.ximgproc.guidedFilter
+    except (ImportError, AttributeError) as error:  # no cv2, or cv2 without contrib
+        raise ImportError(GUIDED_MISSING.format(error=error)) from None
+
+
+def check_upsample(upsample: str) -> None:
+    """A ValueError for an unknown method; the ImportError of a missing OpenCV contrib for
+    ``"guided"``: called before any work, so that neither fails after minutes."""
+    if upsample not in UPSAMPLING:
+        raise ValueError(f"upsample must be one of {', '.join(map(repr, UPSAMPLING))}, "
+                         f"got {upsample!r}.")
+    if upsample == "guided":
+        _guided_filter()
+
+
+def guided_radius(full_shape, small_shape,
+                  radius_per_factor: float = GUIDED_RADIUS_PER_FACTOR) -> int:
+    """The guided filter's radius for a,b of ``small_shape`` (h, w) upsampled to
+    ``full_shape`` (H, W): ``radius_per_factor`` times the larger axis factor, at least 1."""
+    factor = max(full_shape[0] / small_shape[0], full_shape[1] / small_shape[1])
+    return max(1, int(round(radius_per_factor * factor)))
+
+
+def _ab_rows(planes, lightness: np.ndarray, rows: slice, upsample: str, radius: int,
+             eps: float) -> np.ndarray:
+    """Rows ``rows`` of the upsampled a,b (float32, (rows, W, 2)); ``planes`` are a, b and,
+    for "guided", the model-size L (:func:`_planes`).
+
+    Guided: the bilinear a,b and both guides are taken ``2 * radius`` rows beyond the strip
+    on each side (clipped to the image), the filter's whole reach (a box of the radius for
+    its coefficients, another for their average), so that the strip's rows equal those of
+    one pass over the whole image, up to float rounding (tested).
     """
     height, width = lightness.shape
-    planes = [Image.fromarray(np.ascontiguousarray(small_ab[..., i], np.float32))
-              for i in range(2)]
+    if upsample == "bilinear":
+        return _upsampled_rows(planes, rows, height, width)
+    margin = 2 * radius
+    top, stop = max(0, rows.start - margin), min(height, rows.stop + margin)
+    wide = slice(top, stop)
+    upsampled = _upsampled_rows(planes, wide, height, width)
+    ab = np.ascontiguousarray(upsampled[..., :2])
+    scale = np.float32(1 / color.L_MAX)
+    fine = np.asarray(lightness[wide], np.float32) * scale
+    coarse = np.ascontiguousarray(upsampled[..., 2]) * scale
+    guided = _guided_filter()
+    # The filter guided by the full L, less the same filter guided by the L the model saw
+    # (upsampled alike): only lightness edges finer than the model's pixels move the colour;
+    # elsewhere the two cancel and the bilinear a,b stay as they are.
+    ab += guided(fine, ab, radius, eps, dDepth=-1) - guided(coarse, ab, radius, eps, dDepth=-1)
+    return ab[rows.start - top : rows.stop - top]
+
+
+def _strip_rows(height: int, width: int, upsample: str, radius: int):
+    """:func:`_row_strips`, with strips at least as tall as the guided filter's margins
+    (``4 * radius``): a strip then costs at most 3 times its own rows to filter."""
+    if upsample == "bilinear":
+        return _row_strips(height, width)
+    rows = max(STRIP_PIXELS // max(1, width), 4 * radius, 1)
+    return (slice(top, min(top + rows, height)) for top in range(0, height, rows))
+
+
+def _planes(lightness: np.ndarray, small_ab: np.ndarray, upsample: str) -> list:
+    """a, b at the model's size as Pillow "F" images, and for "guided" the L the model saw
+    (the full L resized to that size, as :func:`colorize_rgb` does)."""
+    small_ab = np.asarray(small_ab)
+    if small_ab.ndim != 3 or small_ab.shape[-1] != 2:
+        raise ValueError(f"expected a,b of shape (h, w, 2), got {small_ab.shape}.")
+    planes = [np.ascontiguousarray(small_ab[..., i], np.float32) for i in range(2)]
+    if upsample == "guided":
+        planes.append(_small_lightness(lightness, small_ab.shape[:2]))
+    return [Image.fromarray(plane) for plane in planes]
+
+
+def upsample_ab(lightness: np.ndarray, small_ab: np.ndarray, upsample: str = "guided", *,
+                radius: int | None = None, eps: float = GUIDED_EPS) -> np.ndarray:
+    """a,b (h, w, 2) at the model's size -> (H, W, 2) float32 at the size of the
+    full-resolution ``lightness`` (H, W) in [0, 100], by ``upsample``:
+
+    * ``"bilinear"``: Pillow's bilinear resize, ``p``;
+    * ``"guided"``: ``p + G(L) - G(l)``, where ``G(guide)`` is He et al.'s guided filter of
+      ``p`` (each plane; OpenCV's ``cv2.ximgproc.guidedFilter``, window radius ``radius``,
+      default :func:`guided_radius`, regularisation ``eps``), ``L`` the full-resolution
+      lightness / 100 and ``l`` the lightness the model saw (L at the model's size),
+      upsampled like ``p``. ``G(L)`` alone pulls the colour onto the edges of L but also
+      blurs it wherever L is flat or its detail does not follow the colour; ``G(l)`` is
+      that blur without the edges finer than the model's pixels, so the difference moves
+      the colour only at those edges.
+
+    Strip by strip like :func:`merge_full_resolution` (the result is the same as one pass
+    over the whole image); for a look at the planes, or measurements. The merge itself does
+    not hold the whole (H, W, 2).
+    """
+    check_upsample(upsample)
+    lightness = np.asarray(lightness, np.float32)
+    planes = _planes(lightness, small_ab, upsample)
+    if radius is None:
+        radius = guided_radius(lightness.shape, np.shape(small_ab)[:2])
+    ab = np.empty((*lightness.shape, 2), np.float32)
+    for rows in _strip_rows(*lightness.shape, upsample, radius):
+        ab[rows] = _ab_rows(planes, lightness, rows, upsample, radius, eps)
+    return ab
+
+
+def merge_full_resolution(lightness: np.ndarray, small_ab: np.ndarray,
+                          upsample: str = "guided") -> np.ndarray:
+    """Full-resolution L (H, W) + a,b at the model's size (h, w, 2) -> uint8 RGB (H, W, 3).
+
+    The a,b are upsampled by ``upsample`` (see :func:`upsample_ab`) and fitted into the
+    gamut strip by strip, so the memory beyond the input is L (4 bytes a pixel), the
+    output (3) and one strip's temporaries; ``benchmarks/memory.py`` measures the total.
+    The output's L is the input's within 8-bit rounding, whichever the method.
+    """
+    check_upsample(upsample)
+    height, width = lightness.shape
+    planes = _planes(lightness, small_ab, upsample)
+    radius = guided_radius(lightness.shape, np.shape(small_ab)[:2])
     rgb = np.empty((height, width, 3), np.uint8)
-    for rows in _row_strips(height, width):
-        ab = _upsampled_rows(planes, rows, height, width)
+    for rows in _strip_rows(height, width, upsample, radius):
+        ab = _ab_rows(planes, lightness, rows, upsample, radius, GUIDED_EPS)
         rgb[rows] = color.to_uint8(fit_gamut(lightness[rows], ab))
     return rgb
+
+
+def small_ab_of(rgb, model_size: int) -> np.ndarray:
+    """The true a,b (h, w, 2) of an RGB image, downsampled to the shape the model would
+    see it at (:func:`model_size_for`), as the model's small L is (Pillow, antialiased)."""
+    lab = color.rgb_to_lab(rgb)
+    shape = model_size_for(*lab.shape[:2], model_size)
+    return np.stack([_small_lightness(lab[..., i], shape) for i in (1, 2)], axis=-1)
+
+
+def upsampling_ssim(rgb_images, model_size: int, predict=None,
+                    methods=UPSAMPLING) -> dict[str, np.ndarray]:
+    """How much each upsampling loses: ``{method: SSIM per image}`` at full size.
+
+    For each full-resolution colour image (an RGB array or an image file's path), the
+    small a,b at the model's size (shorter side ``model_size``, :func:`model_size_for`)
+    are upsampled by each method and merged with the image's own full-resolution L
+    (:func:`merge_full_resolution`, gamut fitting included); the result is compared with
+    the image by :func:`koala_lib.metrics.ssim` (8-bit sRGB, Gaussian sigma 1.5).
+
+    The small a,b are the image's own, downsampled (``predict=None``: the upsampling's own
+    error, no model), or ``predict(small_l)`` for the small L (h, w) in [0, 100], e.g.
+    ``lambda small_l: predict_small_ab(trained, extractor, small_l[None])[0]``.
+    """
+    from koala_lib.metrics import ssim
+
+    for method in methods:
+        check_upsample(method)
+    scores: dict[str, list[float]] = {method: [] for method in methods}
+    for image in rgb_images:
+        rgb = read_rgb(image) if isinstance(image, str | os.PathLike) else np.asarray(image)
+        lightness = full_lightness(rgb)
+        if predict is None:
+            small_ab = small_ab_of(rgb, model_size)
+        else:
+            shape = model_size_for(*lightness.shape, model_size)
+            small_ab = np.asarray(predict(_small_lightness(lightness, shape)), np.float32)
+        for method in methods:
+            merged = merge_full_resolution(lightness, small_ab, upsample=method)
+            scores[method].append(ssim(rgb, merged))
+    return {method: np.array(values) for method, values in scores.items()}
 
 
 def out_of_gamut(lab: np.ndarray, tolerance: float = 1e-3) -> np.ndarray:
@@ -289,19 +521,23 @@ def fit_gamut(lightness: np.ndarray, ab: np.ndarray) -> np.ndarray:
 
 
 def predict_small_ab(trained: TrainedColorizer, extractor, small_l: np.ndarray) -> np.ndarray:
-    """Batch of L (N, h, w) in [0, 100] -> a,b (N, h, w, 2) in Lab units."""
+    """Batch of L (N, h, w) in [0, 100] -> a,b (N, h, w, 2) in Lab units, from either head
+    (the classification head read out at ``trained.temperature``)."""
     embeddings = extractor.embed(small_l)
-    scaled = keras.ops.convert_to_numpy(trained.model(
-        [color.scale_l(small_l[..., None]), embeddings], training=False))
-    return color.unscale_ab(np.asarray(scaled, np.float32))
+    scaled = predict_scaled_ab(trained.model, color.scale_l(small_l[..., None]), embeddings,
+                               trained.temperature)
+    return color.unscale_ab(scaled)
 
 
-def colorize_rgb(trained: TrainedColorizer, extractor, rgb) -> np.ndarray:
-    """One RGB image (uint8, uint16 or float; colour or gray) -> colorized uint8 RGB, same size."""
+def colorize_rgb(trained: TrainedColorizer, extractor, rgb,
+                 upsample: str = "guided") -> np.ndarray:
+    """One RGB image (uint8, uint16 or float; colour or gray) -> colorized uint8 RGB, same
+    size; the colour upsampled by ``upsample`` ("guided" or "bilinear", :func:`upsample_ab`)."""
+    check_upsample(upsample)
     lightness = full_lightness(rgb)
     shape = model_size_for(*lightness.shape, trained.image_size)
     small_ab = predict_small_ab(trained, extractor, _small_lightness(lightness, shape)[None])[0]
-    return merge_full_resolution(lightness, small_ab)
+    return merge_full_resolution(lightness, small_ab, upsample=upsample)
 
 
 # --- files and folders ---------------------------------------------------------------------
@@ -351,14 +587,18 @@ def _free_name(out_dir: Path, relative: Path) -> Path:
 
 
 def colorize_files(sources, out_dir, trained: TrainedColorizer, extractor,
-                   batch_size: int = 16, progress: bool = True) -> ColorizeReport:
+                   batch_size: int = 16, progress: bool = True,
+                   upsample: str = "guided") -> ColorizeReport:
     """Colorize image files and folders into ``out_dir``: new files only, inputs untouched.
 
     Images are read once to build the small L the network needs (grouped by shape and
-    predicted in batches), then again, one at a time, to merge the colour with the full
-    L and write a PNG named ``<name>_colorized.png`` (``-1``, ``-2``... if taken).
+    predicted in batches), then again, one at a time, to merge the colour (upsampled by
+    ``upsample``, :func:`upsample_ab`) with the full L and write a PNG named
+    ``<name>_colorized.png`` (``-1``, ``-2``... if taken).
     """
     from tqdm.auto import tqdm
+
+    check_upsample(upsample)  # before anything is read or predicted
 
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -399,7 +639,8 @@ def colorize_files(sources, out_dir, trained: TrainedColorizer, extractor,
             continue
         target = _free_name(out_dir, relative)
         target.parent.mkdir(parents=True, exist_ok=True)
-        _save_png(merge_full_resolution(lightness, predicted[number]), target)
+        _save_png(merge_full_resolution(lightness, predicted[number], upsample),
+                  target)
         report.written.append((path, target))
     return report
 

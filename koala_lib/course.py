@@ -102,6 +102,10 @@ class CourseSettings:
     black_and_white: int
     best_and_worst: int
     photo_step: int  # 1: your photo at full size; N: every Nth pixel (keeps files small)
+    # 09: beyond the report
+    lfw: bool  # LFW mixed into the portraits (downloaded through scikit-learn)
+    cross_source_epochs: int  # each model trained on one source, scored on the other
+    full_size_portraits: int  # measured at full resolution for the upsampling
     # time estimates: notebook 06's training rate on the profile's usual machine
     train_images_per_s: float
     train_rate_basis: str

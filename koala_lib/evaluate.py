@@ -48,6 +48,7 @@ __all__ = [
     "PredictedAB",
     "against_baselines",
     "baselines",
+    "choose_temperature",
     "compare",
     "constant_loss",
     "evaluate_folder",
@@ -55,6 +56,7 @@ __all__ = [
     "mean_ab",
     "measure",
     "predict_ab",
+    "quality_targets",
     "summary_row",
     "table_markdown",
 ]
@@ -203,12 +205,14 @@ def compare(data: PortraitData, indices, predictions: dict) -> Comparison:
     return result
 
 
-def against_baselines(model, data: PortraitData, indices, train_mean) -> Comparison:
+def against_baselines(model, data: PortraitData, indices, train_mean,
+                      temperature: float | None = None) -> Comparison:
     """The gray and mean-a,b baselines and ``model``'s predictions for ``indices``, compared
-    (rows in that order; ``train_mean``: the training images' mean scaled a,b)."""
+    (rows in that order; ``train_mean``: the training images' mean scaled a,b;
+    ``temperature``: a classification model's read-out, None for the default)."""
     predictions = {name: predicted for name, (predicted, _) in
                    baselines(len(indices), data.image_size, train_mean).items()}
-    predictions[TRAINED] = PredictedAB(model, data, indices)
+    predictions[TRAINED] = PredictedAB(model, data, indices, temperature=temperature)
     return compare(data, indices, predictions)
 
 
@@ -224,6 +228,53 @@ def table_markdown(rows, columns=None) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_format(row.get(c, "")) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
+
+
+# --- choosing and judging (notebook 09) ----------------------------------------------------
+
+
+def choose_temperature(summaries: dict, gray: dict, ssim_margin: float = 0.01):
+    """The classification head's read-out temperature, chosen on held-out images:
+    ``summaries`` maps each temperature tried to its metric summary, ``gray`` is the gray
+    baseline's on the same images. Among the temperatures whose PSNR is at least gray's
+    and whose SSIM is within ``ssim_margin`` of gray's, the one with the smallest
+    colourfulness gap (the highest temperature on a tie); None when none qualifies."""
+    allowed = [t for t, s in summaries.items()
+               if s["psnr"] >= gray["psnr"] and s["ssim"] >= gray["ssim"] - ssim_margin]
+    if not allowed:
+        return None
+    return min(allowed, key=lambda t: (abs(summaries[t]["colourfulness_gap"]), -t))
+
+
+def quality_targets(gray: dict, regression: dict, classification: dict,
+                    cross: dict) -> list[dict]:
+    """Issue 14's targets, measured: ``gray``, ``regression`` and ``classification`` are
+    summaries on the validation persons (the two heads trained with the same budget);
+    ``cross`` maps names ("gray", "regression", "classification") to summaries of models
+    trained on one source and scored on the other. One row per target: what it asks, what
+    was measured, and whether it was met."""
+    gap_mse, gap_cls = abs(regression["colourfulness_gap"]), abs(
+        classification["colourfulness_gap"])
+    best = max((name for name in cross if name != "gray"), key=lambda n: cross[n]["psnr"])
+    return [
+        {"target": "colourfulness gap at most half the MSE model's",
+         "measured": f"{gap_cls:.2f} against {gap_mse:.2f} ({gap_cls / gap_mse:.0%})",
+         "met": bool(gap_cls <= gap_mse / 2)},
+        {"target": "PSNR at or above gray's",
+         "measured": f"{classification['psnr']:.2f} dB against {gray['psnr']:.2f} dB "
+                     f"({classification['psnr'] - gray['psnr']:+.2f})",
+         "met": bool(classification["psnr"] >= gray["psnr"])},
+        {"target": "SSIM within 0.01 of gray's",
+         "measured": f"{classification['ssim']:.4f} against {gray['ssim']:.4f} "
+                     f"({classification['ssim'] - gray['ssim']:+.4f})",
+         "met": bool(classification["ssim"] >= gray["ssim"] - 0.01)},
+        {"target": "across sources, the best model beats gray in PSNR and SSIM",
+         "measured": f"{best}: {cross[best]['psnr']:.2f} dB, SSIM {cross[best]['ssim']:.4f} "
+                     f"against gray's {cross['gray']['psnr']:.2f} dB, "
+                     f"{cross['gray']['ssim']:.4f}",
+         "met": bool(cross[best]["psnr"] > cross["gray"]["psnr"]
+                     and cross[best]["ssim"] > cross["gray"]["ssim"])},
+    ]
 
 
 # --- any folder of colour photos -----------------------------------------------------------
@@ -263,9 +314,11 @@ def evaluate_folder(folder, trained, extractor, image_size: int | None = None,
     indices = data.indices("all")
     recorded = trained.metadata.get("train_mean_ab")
     train_mean = np.asarray(recorded, np.float32) if recorded else mean_ab(data, indices)
-    result = against_baselines(trained.model, data, indices, train_mean)
+    result = against_baselines(trained.model, data, indices, train_mean, trained.temperature)
     return {
-        "folder": str(folder), "model": str(trained.path), "image_size": size,
+        "folder": str(folder), "model": str(trained.path), "head": trained.head,
+        "temperature": trained.temperature if trained.head == "classification" else None,
+        "image_size": size,
         "images": len(indices), "protocol": metrics.PROTOCOL,
         "mean_ab_source": "the model's training images" if recorded else "this folder",
         "skipped": [{"file": str(item.path), "reason": item.reason} for item in skipped],

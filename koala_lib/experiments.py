@@ -237,12 +237,13 @@ def sources_verdict(rows: list[dict]) -> dict:
                        "(one source, not one video)"}
 
 
-def write_table(rows, path_stem, note: str = "") -> tuple[Path, Path]:
-    """``path_stem``.md (with ``note`` under the table) and ``path_stem``.csv (every column)."""
+def write_table(rows, path_stem, note: str = "", columns=TABLE_COLUMNS) -> tuple[Path, Path]:
+    """``path_stem``.md (``columns``, with ``note`` under the table) and ``path_stem``.csv
+    (every column)."""
     path_stem = Path(path_stem)
     path_stem.parent.mkdir(parents=True, exist_ok=True)
     markdown = path_stem.with_suffix(".md")
-    text = table_markdown(rows, TABLE_COLUMNS) + ("\n\n" + note if note else "")
+    text = table_markdown(rows, columns) + ("\n\n" + note if note else "")
     markdown.write_text(text + "\n")
     table = path_stem.with_suffix(".csv")
     columns = list(dict.fromkeys(key for row in rows for key in row))

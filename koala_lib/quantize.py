@@ -94,20 +94,32 @@ def in_gamut_bins(grid: int = GRID) -> np.ndarray:
     return compute_in_gamut_bins(grid)
 
 
+@functools.cache
+def _lookup(centres_bytes: bytes, grid: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the lowest cell (i, j), a dense table cell -> bin index, -1 where no bin)."""
+    cells = _cells(np.frombuffer(centres_bytes, np.float32).reshape(-1, 2), grid)
+    low = cells.min(axis=0)
+    table = np.full(tuple(cells.max(axis=0) - low + 1), -1, np.int64)
+    table[tuple((cells - low).T)] = np.arange(len(cells))
+    return low, table
+
+
 def nearest_bin(ab, centres=None, grid: int = GRID) -> np.ndarray:
-    """The index of the nearest bin of each a,b (..., 2) in Lab units. Colours outside
-    every bin's cell (out of sRGB) get the nearest bin by distance."""
+    """The index of the nearest bin of each a,b (..., 2) in Lab units: a table lookup of
+    its cell. Colours outside every bin's cell (no sRGB colour has them) get the nearest
+    bin by distance."""
     centres = in_gamut_bins(grid) if centres is None else np.asarray(centres, np.float32)
-    lookup = {tuple(cell): index for index, cell in enumerate(_cells(centres, grid))}
+    low, table = _lookup(np.ascontiguousarray(centres, np.float32).tobytes(), int(grid))
     ab = np.asarray(ab, np.float32)
-    cells = _cells(ab.reshape(-1, 2), grid)
-    unique, inverse = np.unique(cells, axis=0, return_inverse=True)
-    found = np.array([lookup.get(tuple(cell), -1) for cell in unique], np.int64)
+    cells = _cells(ab.reshape(-1, 2), grid) - low
+    inside = np.all((cells >= 0) & (cells < table.shape), axis=1)
+    found = np.full(len(cells), -1, np.int64)
+    found[inside] = table[cells[inside, 0], cells[inside, 1]]
     missing = np.nonzero(found < 0)[0]
     if len(missing):  # rare: a,b that no sRGB colour has
-        distances = np.square(unique[missing, None, :] * grid - centres[None]).sum(-1)
+        distances = np.square(ab.reshape(-1, 2)[missing, None, :] - centres[None]).sum(-1)
         found[missing] = distances.argmin(axis=1)
-    return found[inverse.reshape(-1)].reshape(ab.shape[:-1])
+    return found.reshape(ab.shape[:-1])
 
 
 def soft_encode(ab, centres=None, neighbours: int = NEIGHBOURS,

@@ -173,6 +173,24 @@ Image.open(source).size == Image.open(target).size for source, target in report.
         your_photo_shape_in=list(photo.shape),
         your_photo_shape_out=list(your_result.shape),
     """,
+    "09_beyond_the_report": """
+        profile=settings.profile,
+        bins=len(centres),
+        expected_weight=float((prior * class_weights).sum()),
+        loss_by_hand=float(by_hand.mean()),
+        loss_library=float(library),
+        val_losses={head: result.curve("val_loss").tolist() for head, result in runs.items()},
+        temperatures=list(TEMPERATURES),
+        temperature=temperature,
+        cross_temperature=cross_temperature,
+        cross_sources=others,
+        summary=all_rows,
+        targets=targets,
+        upsampling=upsampling_rows,
+        black_and_white_sizes_kept=all(
+image.shape == original.shape for label, images in outputs.items() if label != "original"
+for image, original in zip(images, outputs["original"], strict=True)),
+    """,
 }
 
 

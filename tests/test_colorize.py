@@ -48,11 +48,13 @@ def test_model_size_keeps_the_aspect():
     assert colorize.model_size_for(100, 5000, 224) == (224, 896)  # capped at 4x
 
 
-def test_command_line_colorizes_a_mixed_folder(mixed_folder, saved_model, tmp_path, capsys):
+@pytest.mark.parametrize("upsample", ["guided", "bilinear"])
+def test_command_line_colorizes_a_mixed_folder(mixed_folder, saved_model, tmp_path, capsys,
+                                               upsample):
     before = {path.name: _digest(path) for path in mixed_folder.iterdir()}
     out = tmp_path / "out"
     assert main(["colorize", str(mixed_folder), "--out", str(out), "--model",
-                 str(saved_model), "--quiet"]) == 0
+                 str(saved_model), "--quiet", "--upsample", upsample]) == 0
     printed = capsys.readouterr().out
     assert "skipped" in printed and "corrupt.jpg" in printed and "notes.txt" in printed
     assert {path.name: _digest(path) for path in mixed_folder.iterdir()} == before
@@ -73,7 +75,7 @@ def test_command_line_colorizes_a_mixed_folder(mixed_folder, saved_model, tmp_pa
     # Again into the same folder: new names, the first outputs untouched.
     first = {path.name: _digest(path) for path in out.iterdir()}
     assert main(["colorize", str(mixed_folder / "colour.jpg"), "--out", str(out),
-                 "--model", str(saved_model), "--quiet"]) == 0
+                 "--model", str(saved_model), "--quiet", "--upsample", upsample]) == 0
     assert (out / "colour_colorized-1.png").is_file()
     assert {name: _digest(out / name) for name in first} == first
 
@@ -98,6 +100,8 @@ def test_help_documents_the_command():
                             capture_output=True, text=True, check=True)
     assert "--out DIR" in result.stdout and "--model PATH" in result.stdout
     assert "never modified" in result.stdout
+    assert "--upsample {guided,bilinear}" in result.stdout
+    assert "opencv-contrib-python-headless" in result.stdout
 
 
 def test_a_model_from_another_extractor_is_refused(saved_model, tmp_path):
@@ -149,8 +153,9 @@ def test_trained_model_round_trip_and_any_size(saved_model, extractor):
     assert trained.image_size == 32 and trained.metadata["data"] == "a test model"
     assert trained.metadata["extractor"]["name"] == "mobilenet_v2"
     rgb = skdata.astronaut()[:72, :48]
-    out = colorize.colorize_rgb(trained, same, rgb)
-    assert out.shape == rgb.shape and out.dtype == np.uint8
+    for upsample in ("guided", "bilinear"):
+        out = colorize.colorize_rgb(trained, same, rgb, upsample=upsample)
+        assert out.shape == rgb.shape and out.dtype == np.uint8
 
 
 def test_fit_gamut_keeps_lightness():
@@ -164,7 +169,7 @@ def test_fit_gamut_keeps_lightness():
 # --- hostile inputs: damaged model files, wrong arguments, files that change ---------------
 
 
-def test_strips_give_the_same_image_as_one_whole_resize(monkeypatch):
+def test_bilinear_strips_give_the_same_image_as_one_whole_resize(monkeypatch):
     rng = np.random.default_rng(0)
     lightness = rng.uniform(0, 100, (203, 150)).astype(np.float32)
     small_ab = rng.uniform(-40, 40, (32, 24, 2)).astype(np.float32)
@@ -172,7 +177,7 @@ def test_strips_give_the_same_image_as_one_whole_resize(monkeypatch):
         (150, 203), Image.Resampling.BILINEAR)) for i in range(2)], axis=-1)
     expected = color.to_uint8(colorize.fit_gamut(lightness, whole))
     monkeypatch.setattr(colorize, "STRIP_PIXELS", 150 * 17)  # 12 strips, the last short
-    strips = colorize.merge_full_resolution(lightness, small_ab)
+    strips = colorize.merge_full_resolution(lightness, small_ab, upsample="bilinear")
     assert np.abs(strips.astype(int) - expected).max() <= 1
     assert (strips != expected).mean() < 1e-3
     np.testing.assert_allclose(colorize.full_lightness(skdata.astronaut()),
@@ -326,3 +331,77 @@ def test_a_model_on_a_weights_file_of_your_own_reloads_from_its_description(rand
     path = colorize.save_trained(build_colorizer(32), tmp_path / "own.keras", own,
                                  image_size=32)
     assert colorize.load_trained(path)[1].fingerprint == own.fingerprint
+
+
+@pytest.fixture(scope="module")
+def classification_model(tmp_path_factory, mobilenet):
+    """An untrained 32x32 classification colorizer, saved with a read-out temperature."""
+    import keras
+
+    keras.utils.set_random_seed(1)
+    path = tmp_path_factory.mktemp("classification") / "colorizer.keras"
+    return colorize.save_trained(build_colorizer(32, head="classification"), path, mobilenet,
+                                 image_size=32, temperature=0.5)
+
+
+def test_a_saved_classification_model_colorizes_through_the_command_line(
+        classification_model, saved_model, tmp_path, capsys):
+    import json
+
+    assert json.loads(classification_model.with_suffix(".json").read_text())["head"] == (
+        "classification")
+    trained, _ = colorize.load_trained(classification_model)
+    assert trained.head == "classification" and trained.temperature == 0.5
+    assert trained.model.outputs[0].shape[-1] == 261  # any size: (None, None, None, 261)
+    photo = tmp_path / "photo.png"
+    Image.fromarray(color.to_uint8(color.rgb_to_gray(skdata.astronaut()))[::4, ::3]).save(photo)
+    outputs = {}
+    for temperature in ("0", "1"):
+        out = tmp_path / f"out_{temperature}"
+        assert main(["colorize", str(photo), "--out", str(out), "--model",
+                     str(classification_model), "--temperature", temperature, "--quiet"]) == 0
+        outputs[temperature] = read_rgb(out / "photo_colorized.png")
+    assert "classification head, read out at T = 1" in capsys.readouterr().out
+    gray = read_rgb(photo)
+    for rgb in outputs.values():
+        assert rgb.shape == gray.shape
+        np.testing.assert_allclose(color.rgb_to_lab(rgb)[..., 0], color.rgb_to_lab(gray)[..., 0],
+                                   atol=1.0)
+    assert not np.array_equal(outputs["0"], outputs["1"])  # the temperature is used
+    # A temperature means nothing to a regression model: said, not ignored.
+    assert main(["colorize", str(photo), "--out", str(tmp_path / "r"), "--model",
+                 str(saved_model), "--temperature", "0.5"]) == 1
+    assert "only a classification model" in capsys.readouterr().err
+
+
+def test_the_evaluate_command_measures_a_classification_model(classification_model,
+                                                              portrait_folder, tmp_path):
+    import json
+    import shutil
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for path in sorted((portrait_folder / "uk_parliament").glob("*.jpg"))[:4]:
+        shutil.copy(path, folder / path.name)
+    out = tmp_path / "result.json"
+    assert main(["evaluate", str(folder), "--model", str(classification_model), "--json",
+                 str(out), "--quiet"]) == 0
+    result = json.loads(out.read_text())
+    assert result["head"] == "classification" and result["temperature"] == 0.5
+    assert {row["prediction"] for row in result["rows"]} >= {"trained model"}
+
+
+def test_a_model_file_and_a_description_of_another_head_are_refused(
+        classification_model, saved_model, tmp_path):
+    import json
+    import shutil
+
+    copy = tmp_path / "mixed_up.keras"
+    shutil.copy(classification_model, copy)
+    shutil.copy(saved_model.with_suffix(".json"), copy.with_suffix(".json"))  # says regression
+    with pytest.raises(ValueError, match="do not belong together"):
+        colorize.load_trained(copy)
+    info = json.loads(copy.with_suffix(".json").read_text())
+    copy.with_suffix(".json").write_text(json.dumps({**info, "head": "ordinal"}))
+    with pytest.raises(ValueError, match="names the head 'ordinal'"):
+        colorize.load_trained(copy)

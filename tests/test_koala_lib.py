@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "koala_lib"
 # (variables, folders) and the small leaf modules at the bottom.
 LAYERS = {
     "environment": 0,
-    "color": 1, "torch_weights": 1, "metrics": 1, "viz": 1,
+    "color": 1, "quantize": 1, "torch_weights": 1, "metrics": 1, "viz": 1,
     "data": 2,
     "model": 3, "losses": 3, "features": 3,
     "train": 4,

@@ -205,6 +205,27 @@ def check_08_evaluate_and_colorize(results: dict, real_data: bool) -> None:
             "held-out loss"]
 
 
+def check_09_beyond_the_report(results: dict, real_data: bool) -> None:
+    assert results["bins"] == 261
+    assert abs(results["expected_weight"] - 1) < 1e-4
+    assert results["loss_by_hand"] == pytest.approx(results["loss_library"], rel=1e-4)
+    for head, losses in results["val_losses"].items():
+        assert losses[-1] < losses[0], head  # both heads learn
+    sets = {}
+    for row in results["summary"]:
+        sets.setdefault(row["evaluated on"], []).append(row["prediction"])
+    assert len(sets) == 3 and all(len(predictions) == 3 for predictions in sets.values())
+    assert [target["met"] in (True, False) for target in results["targets"]] == [True] * 4
+    assert results["temperature"] in results["temperatures"]
+    upsampling = {row["a,b at the model's size"]: row for row in results["upsampling"]}
+    # Shrunk and upsampled again, the truth's own colour keeps more structure guided.
+    truth = upsampling["the truth's, shrunk"]
+    assert truth["SSIM, guided"] > truth["SSIM, bilinear"]
+    assert results["black_and_white_sizes_kept"]
+    if real_data:
+        assert results["cross_sources"] == ["uk_parliament"]
+
+
 CHECKS = {
     "01_lab_color_space": check_01_lab_color_space,
     "02_portrait_dataset": check_02_portrait_dataset,
@@ -214,6 +235,7 @@ CHECKS = {
     "06_training_on_gpu": check_06_training_on_gpu,
     "07_reproduce_table1": check_07_reproduce_table1,
     "08_evaluate_and_colorize": check_08_evaluate_and_colorize,
+    "09_beyond_the_report": check_09_beyond_the_report,
 }
 
 
