@@ -2,13 +2,13 @@
 "Colorful Image Colorization", arXiv 1603.08511, section 2.1).
 
 A regression head trained with MSE predicts the *mean* of the colours a gray pixel could
-have: a red or a blue shirt averages to gray-brown, the report's "grayish" and
+have: a red, green or blue shirt averages to gray-brown, the report's "grayish" and
 "brownish". A classification head predicts a *distribution* over colour bins instead, and
 the colour is read out of it afterwards. The pieces, each a function here:
 
 * **Bins**: a,b on a grid of ``GRID`` = 10, keeping the bins whose 10 x 10 cell holds some
   8-bit sRGB colour (:func:`in_gamut_bins`). Zhang et al. state 313 for their gamut; all
-  16.7 million 8-bit sRGB colours reach **261** cells (:func:`compute_in_gamut_bins`, 8 s;
+  16.7 million 8-bit sRGB colours reach **261** cells (:func:`compute_in_gamut_bins`, about 15 s;
   the result is stored in ``ab_bins.csv`` and a test recomputes it). The paper does not say
   how its gamut was computed; its 313 include cells that no sRGB colour reaches.
 * **Soft targets**: each true a,b is spread over its ``NEIGHBOURS`` = 5 nearest bins with
@@ -18,8 +18,8 @@ the colour is read out of it afterwards. The pieces, each a function here:
   (``PRIOR_MIX`` lambda = 0.5), inverted and normalised so that its expected value under
   the smoothed distribution is 1 (:func:`rebalancing_weights`).
 * **Read-out**: the annealed mean, the mean of the distribution sharpened by a temperature
-  T (``TEMPERATURE`` = 0.38): T = 1 is the plain mean (grayish again), T -> 0 the mode
-  (vivid but patchy) (:func:`annealed_mean`).
+  T (``TEMPERATURE`` = 0.38): T = 1 is the plain mean (a blend of every plausible colour,
+  which can drift towards gray), T -> 0 the mode (vivid but patchy) (:func:`annealed_mean`).
 
 Bins are in Lab units (a, b in about [-110, 100]); the network's scaled a,b are these / 128
 (:data:`koala_lib.color.AB_SCALE`). :func:`annealed_mean` uses ``keras.ops`` only, so it runs
