@@ -22,6 +22,7 @@ CI_ENV := KOALA_PROFILE=ci KOALA_FIG_DIR=$(CURDIR)/build/figures KOALA_BUILD_DIR
 BACKEND_TESTS := tests/test_model.py tests/test_features.py tests/test_data_cache.py \
     tests/test_losses.py \
     tests/test_train.py::test_ci_profile_lowers_the_held_out_loss \
+    tests/test_train.py::test_classification_head_trains_in_the_ci_profile_and_lowers_its_loss \
     tests/test_train.py::test_interrupted_run_resumes_to_the_same_end
 
 .PHONY: help env test course lab notebooks gpu-check clean
