@@ -248,7 +248,7 @@ def choose_temperature(summaries: dict, gray: dict, ssim_margin: float = 0.01):
 
 def quality_targets(gray: dict, regression: dict, classification: dict,
                     cross: dict) -> list[dict]:
-    """Issue 14's targets, measured: ``gray``, ``regression`` and ``classification`` are
+    """Notebook 09's quality targets, measured: ``gray``, ``regression`` and ``classification`` are
     summaries on the validation persons (the two heads trained with the same budget);
     ``cross`` maps names ("gray", "regression", "classification") to summaries of models
     trained on one source and scored on the other. One row per target: what it asks, what
