@@ -70,6 +70,7 @@ __all__ = [
     "OVERFIT_OPTIMISERS",
     "ColorizationSnapshots",
     "OverfitRun",
+    "SubsetLoss",
     "TrainConfig",
     "TrainResult",
     "class_weights_for",
@@ -109,6 +110,10 @@ class TrainConfig:
     # classification head's annealed mean (a mixed objective).
     head: str = "regression"
     mse_weight: float = 0.0
+    # Regularisation (notebook 10): decoupled weight decay (AdamW) when > 0, and random
+    # zoom-and-crop augmentation up to this factor (1.0: none; see data.feeder).
+    weight_decay: float = 0.0
+    max_zoom: float = 1.0
 
 
 def resolve_precision(precision: str = "auto") -> str:
@@ -234,12 +239,33 @@ class ColorizationSnapshots(keras.callbacks.Callback):
             self.paths.append(path)
 
 
+class SubsetLoss(keras.callbacks.Callback):
+    """Adds the loss on fixed images (``indices`` of ``data``, as they are: no flip, no zoom)
+    to each epoch's logs as ``name``. With training images this is the training loss
+    measured the way ``val_loss`` is (Keras' own ``loss`` is averaged over an epoch of
+    augmented batches while the weights change), so ``val_loss - train_subset_loss`` is the
+    generalisation gap of that epoch."""
+
+    def __init__(self, data: PortraitData, indices, name: str = "train_subset_loss",
+                 batch_size: int = 64):
+        super().__init__()
+        self.name = name
+        self.feeder = ColorizationFeeder(data.prepared, data.embeddings, indices, batch_size,
+                                         shuffle=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs[self.name] = float(self.model.evaluate(self.feeder, verbose=0))
+
+
 class _RunRecorder(keras.callbacks.Callback):
     """Times each epoch, then checkpoints model + optimizer, the state and the CSV log."""
 
-    def __init__(self, run_dir: Path, state: dict, images_per_epoch: int):
+    def __init__(self, run_dir: Path, state: dict, images_per_epoch: int,
+                 keep_checkpoints: int = KEEP_CHECKPOINTS):
         super().__init__()
         self.run_dir, self.state, self.images_per_epoch = run_dir, state, images_per_epoch
+        self.keep_checkpoints = keep_checkpoints
         self._start = self._train_end = None
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -263,7 +289,7 @@ class _RunRecorder(keras.callbacks.Callback):
         kept = [*(name for name in previous if name != checkpoint), checkpoint]
         self.state["history"].append(row)
         self.state.update(epochs_done=epoch + 1, checkpoint=checkpoint,
-                          checkpoints=kept[-KEEP_CHECKPOINTS:])
+                          checkpoints=kept[-self.keep_checkpoints:])
         _write_json_atomic(self.run_dir / STATE_FILE, self.state)
         # Those no longer referred to; also one left by a crash between these two steps.
         for path in self.run_dir.glob("checkpoint-epoch*.keras"):
@@ -487,13 +513,19 @@ class TrainResult:
 def compile_colorizer(model: keras.Model, config: TrainConfig, accumulation: int = 1,
                       class_weights=None) -> None:
     """The report's loss (or, for the classification head, the rebalanced cross-entropy with
-    ``class_weights``, :func:`class_weights_for`) and Adam clipped at ``config.clipnorm``,
-    averaging the gradients of ``accumulation`` micro-batches before each update."""
+    ``class_weights``, :func:`class_weights_for`) and Adam (AdamW with
+    ``config.weight_decay``) clipped at ``config.clipnorm``, averaging the gradients of
+    ``accumulation`` micro-batches before each update."""
     if config.head not in HEADS:
         raise ValueError(f"unknown head {config.head!r}: use one of {HEADS}.")
-    optimizer = keras.optimizers.Adam(
-        config.learning_rate, clipnorm=config.clipnorm,
-        gradient_accumulation_steps=accumulation if accumulation > 1 else None)
+    accumulate = accumulation if accumulation > 1 else None
+    if config.weight_decay:  # AdamW: the decay is applied to the weights, not the gradient
+        optimizer = keras.optimizers.AdamW(
+            config.learning_rate, weight_decay=config.weight_decay, clipnorm=config.clipnorm,
+            gradient_accumulation_steps=accumulate)
+    else:
+        optimizer = keras.optimizers.Adam(config.learning_rate, clipnorm=config.clipnorm,
+                                          gradient_accumulation_steps=accumulate)
     if config.head == "regression":
         loss = report_mse
     elif class_weights is None:
@@ -541,14 +573,19 @@ def continues(run_dir, data: PortraitData, config: TrainConfig, train_indices=No
 
 
 def train(data: PortraitData, config: TrainConfig, run_dir, train_indices=None,
-          val_indices=None, resume: bool = True, callbacks=(), verbose="auto") -> TrainResult:
+          val_indices=None, resume: bool = True, callbacks=(), verbose="auto",
+          keep_checkpoints: int = KEEP_CHECKPOINTS) -> TrainResult:
     """Train (or resume) a colorizer on ``data``; everything is written under ``run_dir``.
 
     ``train_indices`` / ``val_indices`` default to the "train" and "val" splits. A
     ``run_dir`` that holds a checkpoint of the same run is resumed (``resume=False`` refuses
     to touch it instead), or extended when ``config.epochs`` grew; one that holds a
     different run, a damaged state or run files without a state is refused with what to do.
+    ``keep_checkpoints=1`` halves the disk a run takes (about 80 MB a checkpoint, the
+    optimizer's state included), at the price of no older checkpoint to fall back on.
     """
+    if keep_checkpoints < 1:
+        raise ValueError(f"keep_checkpoints must be at least 1, got {keep_checkpoints}.")
     if config.image_size != data.image_size:
         raise ValueError(f"the data was prepared at {data.image_size}px but the config asks "
                          f"for {config.image_size}px.")
@@ -583,7 +620,7 @@ def train(data: PortraitData, config: TrainConfig, run_dir, train_indices=None,
     feeder_steps = None if steps is None else steps * accumulation
     train_feeder = ColorizationFeeder(data.prepared, data.embeddings, train_indices, micro,
                                       shuffle=True, flip=config.flip, seed=config.seed,
-                                      steps_per_epoch=feeder_steps)
+                                      steps_per_epoch=feeder_steps, max_zoom=config.max_zoom)
     val_feeder = None
     if len(val_indices):
         val_feeder = ColorizationFeeder(data.prepared, data.embeddings, val_indices,
@@ -630,7 +667,7 @@ def train(data: PortraitData, config: TrainConfig, run_dir, train_indices=None,
                   f" on {len(train_indices)} images | {config.head} head | {precision} | "
                   f"{distribution} | "
                   f"backend {keras.backend.backend()}")
-        recorder = _RunRecorder(run_dir, state, images_per_epoch)
+        recorder = _RunRecorder(run_dir, state, images_per_epoch, keep_checkpoints)
         snapshots = None
         # The caller's callbacks run before the recorder, so that what they add to an
         # epoch's logs (held-out metrics, say) is checkpointed with the history.

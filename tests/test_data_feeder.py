@@ -8,7 +8,7 @@ from conftest import photo_file
 
 from koala_lib import data
 from koala_lib.data import prepare
-from koala_lib.data.feeder import ColorizationFeeder
+from koala_lib.data.feeder import ColorizationFeeder, zoom_and_crop
 
 
 def test_feeder_batches_shuffles_and_flips(tmp_path):
@@ -72,3 +72,40 @@ def test_feeder_streams_batches_larger_than_the_set(ci_data):
                                flip=True, seed=1, steps_per_epoch=2)
     fresh.epoch = 1
     np.testing.assert_array_equal(fresh[1][0][0], later[0][0])  # a function of (seed, epoch)
+
+
+def test_zoom_and_crop_keeps_the_size_and_crops_where_it_is_told():
+    lightness = np.arange(16 * 16, dtype=np.float32).reshape(16, 16, 1)
+    ab = np.stack([lightness[..., 0], -lightness[..., 0]], -1)
+    same_l, same_ab = zoom_and_crop(lightness, ab, 1.0, 0.5, 0.5)
+    np.testing.assert_allclose(same_l, lightness)  # no zoom: the image as it was
+    zoomed_l, zoomed_ab = zoom_and_crop(lightness, ab, 2.0, 0.0, 1.0)  # top right quarter
+    assert zoomed_l.shape == lightness.shape and zoomed_ab.shape == ab.shape
+    window = lightness[:8, 8:]
+    assert window.min() <= zoomed_l.min() and zoomed_l.max() <= window.max()
+    np.testing.assert_allclose(zoomed_ab[..., 0], zoomed_l[..., 0])  # L and a,b alike
+    np.testing.assert_allclose(zoomed_ab[..., 1], -zoomed_l[..., 0])
+
+
+def test_feeder_zoom_varies_the_images_and_depends_only_on_the_seed(tmp_path):
+    paths = [tmp_path / f"{i}.png" for i in range(4)]
+    for i, path in enumerate(paths):
+        photo_file(path, i)
+    prepared = prepare.prepare(paths, 16, workers=1, progress=False, folder=tmp_path / "p")
+    embeddings = np.eye(4, dtype=np.float32)
+
+    def batch(**options):
+        feeder = ColorizationFeeder(prepared, embeddings, batch_size=4, flip=True, seed=5,
+                                    **options)
+        return feeder[0]
+
+    (plain_l, plain_e), plain_ab = batch()
+    (zoomed_l, zoomed_e), zoomed_ab = batch(max_zoom=1.5)
+    (again_l, _), again_ab = batch(max_zoom=1.5)
+    np.testing.assert_array_equal(zoomed_l, again_l)  # the same seed, the same crops
+    np.testing.assert_array_equal(zoomed_ab, again_ab)
+    np.testing.assert_array_equal(zoomed_e, plain_e)  # same images, same order, same flips
+    assert not np.allclose(zoomed_l, plain_l)
+    assert zoomed_l.shape == plain_l.shape and zoomed_ab.shape == plain_ab.shape
+    with pytest.raises(ValueError, match="max_zoom"):
+        ColorizationFeeder(prepared, embeddings, max_zoom=0.5)

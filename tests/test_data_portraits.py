@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 from conftest import photo_file
 
 from koala_lib.data import load_portraits
+from koala_lib.data.portraits import derangement
 
 
 def test_data_is_split_by_person_and_embedded(ci_data, mobilenet):
@@ -39,3 +41,37 @@ def test_too_few_persons_for_three_splits_is_an_error_that_says_what_to_do(
     assert str(folder) in message and "person_id" in message and "more persons" in message
     expected = r"\b3 persons\b" if count == 3 else r"\b1 person\b"
     assert re.search(expected, message), message
+
+
+def test_ablated_embeddings_are_zeros_or_another_photos_and_say_so(ci_data):
+    assert ci_data.with_embeddings("real") is ci_data
+    zeroed = ci_data.with_embeddings("zeroed")
+    assert zeroed.embeddings.shape == ci_data.embeddings.shape
+    assert not zeroed.embeddings.any()
+    shuffled = ci_data.with_embeddings("shuffled", seed=3)
+    # Every photo gets another photo's embedding: the same rows, none in its own place.
+    order = [int(np.flatnonzero((ci_data.embeddings == row).all(axis=1))[0])
+             for row in shuffled.embeddings]
+    assert sorted(order) == list(range(len(ci_data.embeddings)))
+    assert all(source != i for i, source in enumerate(order))
+    np.testing.assert_array_equal(shuffled.embeddings,
+                                  ci_data.with_embeddings("shuffled", seed=3).embeddings)
+    assert not np.array_equal(shuffled.embeddings,
+                              ci_data.with_embeddings("shuffled", seed=4).embeddings)
+    # A run trained on one is never taken for a run trained on another.
+    fingerprints = {ci_data.fingerprint(), zeroed.fingerprint(), shuffled.fingerprint(),
+                    ci_data.with_embeddings("shuffled", seed=4).fingerprint()}
+    assert len(fingerprints) == 4
+    assert "zeroed" in zeroed.describe()
+    with pytest.raises(ValueError, match="zeroed"):
+        ci_data.with_embeddings("random")
+
+
+@pytest.mark.parametrize("count", [2, 3, 10, 101])
+def test_a_derangement_moves_every_photo(count):
+    for seed in range(5):
+        order = derangement(count, seed)
+        assert sorted(order) == list(range(count))
+        assert not np.any(order == np.arange(count))
+    with pytest.raises(ValueError, match="at least 2"):
+        derangement(1)

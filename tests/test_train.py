@@ -440,3 +440,26 @@ def test_an_overfit_run_tells_a_spike_a_saturated_output_and_a_stall():
     stuck = train.OverfitRun("a", True, 0, np.r_[0.3, np.full(49, 0.99)], np.ones((4, 4, 2)))
     assert not falling.spiked and falling.saturated == 0 and falling.stopped_improving is None
     assert stuck.spiked and stuck.saturated == 1 and stuck.stopped_improving == 1
+
+
+def test_weight_decay_uses_adamw_and_subset_loss_is_logged_each_epoch(ci_data, tmp_path):
+    from koala_lib.model import build_colorizer
+
+    config = small_config(weight_decay=0.01)
+    model = build_colorizer(config.image_size, ci_data.embeddings.shape[1])
+    train.compile_colorizer(model, config)
+    assert isinstance(model.optimizer, keras.optimizers.AdamW)
+    assert float(model.optimizer.weight_decay) == pytest.approx(0.01)
+    train.compile_colorizer(model, small_config())
+    assert type(model.optimizer) is keras.optimizers.Adam
+    result = train.train(ci_data, small_config(epochs=2, snapshot_images=0, max_zoom=1.3),
+                         tmp_path / "run", callbacks=[train.SubsetLoss(
+                             ci_data, ci_data.indices("train")[:8])], verbose=0)
+    losses = [row["train_subset_loss"] for row in result.history[1:]]
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    # Measured on fixed images as they are: the same weights give the same number.
+    again = train.SubsetLoss(ci_data, ci_data.indices("train")[:8])
+    again.set_model(result.model)
+    logs = {}
+    again.on_epoch_end(1, logs)
+    assert logs["train_subset_loss"] == pytest.approx(losses[-1], rel=1e-4)

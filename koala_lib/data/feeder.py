@@ -24,6 +24,13 @@ ImageNet classifiers are themselves trained with random horizontal flips: a mirr
 photo gets nearly the same logits (the tests measure a correlation above 0.95 on real
 portraits). So the feeder flips L and a,b together and keeps the embedding as it is, and
 the embedding cache stays valid.
+
+**Zoom** (``max_zoom`` > 1, stronger augmentation): each image is also enlarged by a random
+factor in [1, max_zoom] and cropped back to its size at a random place, L and a,b alike, so
+the backdrop's extent and the face's size and place vary between epochs. The embedding is
+again the unaugmented image's: a crop that keeps most of the photo keeps its content, and
+the classifier was trained on random crops too. Like the flips, the zoom and the crop at
+each place of the stream depend only on the seed.
 """
 
 from __future__ import annotations
@@ -32,12 +39,13 @@ import math
 
 import keras
 import numpy as np
+from skimage.transform import resize
 
 
 class ColorizationFeeder(keras.utils.PyDataset):
     def __init__(self, prepared, embeddings, indices=None, batch_size: int = 32,
                  shuffle: bool = True, flip: bool = False, seed: int = 0,
-                 steps_per_epoch: int | None = None, **kwargs):
+                 steps_per_epoch: int | None = None, max_zoom: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.prepared = prepared
         self.embeddings = np.asarray(embeddings, np.float32)
@@ -52,19 +60,27 @@ class ColorizationFeeder(keras.utils.PyDataset):
             raise ValueError(f"steps_per_epoch must be at least 1, got {steps_per_epoch}.")
         self.batch_size = int(batch_size)
         self.steps_per_epoch = None if steps_per_epoch is None else int(steps_per_epoch)
+        if not 1.0 <= float(max_zoom) <= 4.0:
+            raise ValueError(f"max_zoom must be between 1 (no zoom) and 4, got {max_zoom}.")
         self.shuffle, self.flip, self.seed = shuffle, flip, seed
+        self.max_zoom = float(max_zoom)
         self.epoch = 0
         self._passes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
-    def _pass(self, number: int) -> tuple[np.ndarray, np.ndarray]:
-        """(image order, flip flags) of one pass over the images: a function of the seed."""
+    def _pass(self, number: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(image order, flip flags, zooms) of one pass over the images: a function of the
+        seed. A zoom is (factor, top, left), the crop's place as fractions of the room."""
         if number not in self._passes:
             rng = np.random.default_rng([self.seed, number])
             order = rng.permutation(self.indices) if self.shuffle else self.indices
             flips = rng.random(len(order)) < 0.5 if self.flip else np.zeros(len(order), bool)
+            zooms = np.column_stack([np.ones(len(order)), np.zeros((len(order), 2))])
+            if self.max_zoom > 1:  # drawn after the flips: the flips stay what they were
+                zooms = np.column_stack([rng.uniform(1, self.max_zoom, len(order)),
+                                         rng.random((len(order), 2))])
             if len(self._passes) > 8:  # keep a few passes, not every one ever read
                 self._passes.pop(min(self._passes))
-            self._passes[number] = (order, flips)
+            self._passes[number] = (order, flips, zooms)
         return self._passes[number]
 
     @property
@@ -92,22 +108,39 @@ class ColorizationFeeder(keras.utils.PyDataset):
 
     def __getitem__(self, batch: int):
         count = len(self.indices)
-        chosen, flips = [], []
+        chosen, flips, zooms = [], [], []
         for position in self.positions(batch):
-            order, flip = self._pass(int(position // count))
+            order, flip, zoom = self._pass(int(position // count))
             chosen.append(order[position % count])
             flips.append(flip[position % count])
-        chosen, flips = np.asarray(chosen), np.asarray(flips)
+            zooms.append(zoom[position % count])
+        chosen, flips, zooms = np.asarray(chosen), np.asarray(flips), np.asarray(zooms)
         sort = np.argsort(chosen, kind="stable")  # memory-mapped reads in file order
-        chosen, flips = chosen[sort], flips[sort]
+        chosen, flips, zooms = chosen[sort], flips[sort], zooms[sort]
         lightness, ab = self.prepared.model_arrays(chosen)
         if flips.any():
             lightness[flips] = lightness[flips, :, ::-1]
             ab[flips] = ab[flips, :, ::-1]
+        for i in np.flatnonzero(zooms[:, 0] > 1):
+            lightness[i], ab[i] = zoom_and_crop(lightness[i], ab[i], *zooms[i])
         return (lightness, self.embeddings[chosen]), ab
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
+
+
+def zoom_and_crop(lightness: np.ndarray, ab: np.ndarray, factor: float, top: float,
+                  left: float) -> tuple[np.ndarray, np.ndarray]:
+    """One image (H, W, 1) and its a,b (H, W, 2), enlarged ``factor`` times and cropped back
+    to (H, W): the crop is a (H/factor, W/factor) window, ``top`` and ``left`` (0..1) of the
+    way along the room there is, resized bilinearly, L and a,b alike."""
+    height, width = lightness.shape[:2]
+    rows, cols = max(1, round(height / factor)), max(1, round(width / factor))
+    y, x = round(top * (height - rows)), round(left * (width - cols))
+    both = np.concatenate([lightness, ab], axis=-1)[y : y + rows, x : x + cols]
+    both = resize(both, (height, width, both.shape[-1]), order=1, mode="edge",
+                  anti_aliasing=False, preserve_range=True).astype(lightness.dtype)
+    return both[..., :1], both[..., 1:]
 
 
 class FeederEpoch(keras.callbacks.Callback):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,20 @@ def extractor_description(extractor) -> dict[str, str]:
     """What identifies the embeddings: the extractor's name, weights and fingerprint."""
     return {"name": extractor.name, "weights": extractor.weights_name,
             "fingerprint": extractor.fingerprint}
+
+
+EMBEDDINGS = ("real", "zeroed", "shuffled")  # PortraitData.with_embeddings: the ablations
+
+
+def derangement(count: int, seed: int = 0) -> np.ndarray:
+    """A seeded permutation with no fixed point (``order[i] != i`` for every i, count >= 2):
+    a random order, each position taking the next one's image (a single cycle)."""
+    if count < 2:
+        raise ValueError(f"shuffling embeddings needs at least 2 images, got {count}.")
+    cycle = np.random.default_rng(seed).permutation(count)
+    order = np.empty(count, np.int64)
+    order[cycle] = np.roll(cycle, -1)
+    return order
 
 
 @dataclass
@@ -60,6 +74,25 @@ class PortraitData:
             [self.prepared.size, list(self.prepared.names), self.extractor["fingerprint"]]
         ).encode())
         return digest.hexdigest()[:20]
+
+    def with_embeddings(self, kind: str, seed: int = 0) -> PortraitData:
+        """The same images with the embeddings of an ablation (:data:`EMBEDDINGS`): "real"
+        (these), "zeroed" (all zeros: the fusion gets no global information) or "shuffled"
+        (each image gets another image's embedding, a seeded derangement: as informative on
+        average as real ones, but about the wrong photo). The extractor's description and
+        the fingerprint say which, so a run trained on one is never resumed on another."""
+        if kind not in EMBEDDINGS:
+            raise ValueError(f"unknown embeddings {kind!r}: use one of {EMBEDDINGS}.")
+        if kind == "real":
+            return self
+        if kind == "zeroed":
+            embeddings = np.zeros_like(self.embeddings)
+        else:
+            embeddings = self.embeddings[derangement(len(self.embeddings), seed)]
+        suffix = kind if kind == "zeroed" else f"{kind}, seed {seed}"
+        extractor = {**self.extractor, "name": f"{self.extractor['name']} ({suffix})",
+                     "fingerprint": f"{self.extractor['fingerprint']}+{kind}{seed}"}
+        return replace(self, embeddings=embeddings, extractor=extractor)
 
     def describe(self) -> str:
         sizes = ", ".join(f"{name} {len(idx)}" for name, idx in self.splits.items())
