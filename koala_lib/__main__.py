@@ -1,7 +1,7 @@
 """The command line.
 
-* ``python -m koala_lib colorize INPUT... --out DIR [--model PATH] [--upsample bilinear]``:
-  colorize your photos;
+* ``python -m koala_lib colorize INPUT... --out DIR [--model PATH] [--upsample bilinear]
+  [--smoothing W]``: colorize your photos and black-and-white videos;
 * ``python -m koala_lib evaluate FOLDER --model PATH [--size N] [--json OUT]``: measure a
   saved model on a folder of colour photos against the gray and mean-a,b baselines.
 """
@@ -14,23 +14,32 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from koala_lib.colorize_video import SMOOTHING, STATIC_THRESHOLD, VIDEO_SUFFIXES
+
     parser = argparse.ArgumentParser(
         prog="python -m koala_lib",
         description="koala: Deep Koalarization, taught and reproduced. Colorize black-and-"
-                    "white photos with a model trained in notebook 06.")
+                    "white photos and videos with a model trained in notebook 06.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     colorize = commands.add_parser(
-        "colorize", help="colorize image files and folders into a new folder",
-        description="Colorize image files and folders (searched recursively). Each output "
-                    "is a new PNG of exactly the input's size, named <name>_colorized.png "
-                    "inside DIR (with -1, -2... when the name is taken): inputs are never "
-                    "modified and nothing is written outside DIR. The colour is predicted "
-                    "at the model's size, upsampled (guided by the input's lightness, "
-                    "unless --upsample bilinear) and merged with the input's full-resolution "
-                    "lightness. Files that cannot be colorized are listed with the reason. "
-                    "Exit status: 0 when at least one image was written, 1 when none was.")
+        "colorize", help="colorize image and video files, and folders of images, into a "
+                         "new folder",
+        description="Colorize image files and folders (searched recursively), and video "
+                    f"files ({' '.join(VIDEO_SUFFIXES)}, named one by one). Each image's "
+                    "output is a new PNG of exactly the input's size, named "
+                    "<name>_colorized.png inside DIR; each video's, a new H.264 MP4 named "
+                    "<name>_colorized.mp4, with the same size, frames, timing and sound (the "
+                    "audio copied as it is). Names get -1, -2... when taken: inputs are "
+                    "never modified and nothing is written outside DIR. The colour is "
+                    "predicted at the model's size, upsampled (guided by the input's "
+                    "lightness, unless --upsample bilinear) and merged with the input's "
+                    "full-resolution lightness. For videos the flicker (the mean change of "
+                    "colour between frames where the lightness did not change) is printed "
+                    "before and after --smoothing. Files that cannot be colorized are listed "
+                    "with the reason. Exit status: 0 when at least one image or video was "
+                    "written, 1 when none was.")
     colorize.add_argument("inputs", nargs="+", metavar="INPUT", type=Path,
-                          help="image files or folders")
+                          help="image or video files, or folders of images")
     colorize.add_argument("--out", required=True, type=Path, metavar="DIR",
                           help="output folder (created if missing)")
     colorize.add_argument("--model", type=Path, metavar="PATH",
@@ -38,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "default: build/models/colorizer_<profile>.keras, gpu before "
                                "cpu before ci")
     colorize.add_argument("--batch-size", type=int, default=16, metavar="N",
-                          help="images predicted together (default 16)")
+                          help="images, or video frames, predicted together (default 16)")
     colorize.add_argument("--upsample", choices=("guided", "bilinear"), default="guided",
                           help="how the colour is upsampled to the photo's size: guided (the "
                                "default) moves colour edges towards the photo's lightness "
@@ -49,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
                           help="classification models only: the read-out temperature, from 0 "
                                "(the likeliest colour, vivid) to 1 (the mean, grayish); "
                                "default: the one saved with the model")
+    colorize.add_argument("--smoothing", type=float, default=SMOOTHING, metavar="W",
+                          help="videos only: the weight, from 0 (off) up to 1 excluded, of "
+                               "the previous frame's colour on pixels whose lightness changed "
+                               f"by less than {STATIC_THRESHOLD:g} L units (where it moved, "
+                               "the new colour is taken as it is); higher flickers less but "
+                               f"trails longer (default {SMOOTHING:g})")
     colorize.add_argument("--quiet", action="store_true", help="no progress bars")
 
     evaluate = commands.add_parser(
@@ -149,7 +164,7 @@ def run_evaluate(args) -> int:
 
 def check_colorize_arguments(args) -> None:
     """What can be checked before the model loads (which takes seconds): the output folder,
-    the inputs, the batch size."""
+    the inputs, the batch size, the smoothing."""
     if args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {args.out} is a file, not a folder: name a new folder (it is "
                          "created) or an existing one; nothing in it is overwritten.")
@@ -157,6 +172,9 @@ def check_colorize_arguments(args) -> None:
         raise FileNotFoundError(f"none of the inputs exists: {', '.join(map(str, args.inputs))}")
     if args.batch_size <= 0:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    if not 0 <= args.smoothing < 1:  # NaN included
+        raise ValueError(f"--smoothing must be from 0 (off) up to, not including, 1; got "
+                         f"{args.smoothing:g}.")
     if args.model is not None and not args.model.is_file():
         raise FileNotFoundError(f"no trained model at {args.model} (--model): name a .keras "
                                 "file saved by notebook 06, with its .json beside it.")
@@ -166,17 +184,59 @@ def run_colorize(args) -> int:
     check_colorize_arguments(args)  # before the imports: Keras takes seconds to start
     _check_temperature(args.temperature)
     from koala_lib import colorize, course
+    from koala_lib.colorize_video import is_video_file
 
     colorize.check_upsample(args.upsample)  # a missing OpenCV contrib: said before the model loads
     trained, extractor = _load_model(args.model or course.default_model_path(),
                                      args.temperature)
-    report = colorize.colorize_files(args.inputs, args.out, trained, extractor,
-                                     batch_size=args.batch_size, progress=not args.quiet,
-                                     upsample=args.upsample)
-    for source, target in report.written:
+    videos = [path for path in args.inputs if path.is_file() and is_video_file(path)]
+    others = [path for path in args.inputs if path not in videos]
+    written = 0
+    if others:
+        report = colorize.colorize_files(others, args.out, trained, extractor,
+                                         batch_size=args.batch_size, progress=not args.quiet,
+                                         upsample=args.upsample)
+        report.skipped = [(path, _video_in_folder(path, reason))
+                          for path, reason in report.skipped]
+        for source, target in report.written:
+            print(f"wrote {target}  (from {source})")
+        print(report.summary())
+        written += len(report.written)
+    if videos:
+        written += _colorize_videos(videos, args, trained, extractor)
+    return 0 if written else 1
+
+
+def _video_in_folder(path: Path, reason: str) -> str:
+    """Videos are colorized only when named: a folder of photos may hold hours of film."""
+    from koala_lib.colorize_video import is_video_file
+
+    if is_video_file(path) and reason.startswith("not an image file"):
+        return "a video inside a folder: name the video file itself to colorize it"
+    return reason
+
+
+def _colorize_videos(videos: list[Path], args, trained, extractor) -> int:
+    """Each video into ``<out>/<name>_colorized.mp4``; the number written."""
+    from koala_lib.colorize_video import colorize_video, free_video_name
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    skipped = []
+    for source in videos:
+        target = free_video_name(args.out, source)
+        try:
+            report = colorize_video(trained, extractor, source, target,
+                                    batch_size=args.batch_size, upsample=args.upsample,
+                                    smoothing=args.smoothing, progress=not args.quiet)
+        except (OSError, ValueError) as error:  # this video only: the others still run
+            skipped.append((source, str(error)))
+            continue
         print(f"wrote {target}  (from {source})")
-    print(report.summary())
-    return 0 if report.written else 1
+        print("  " + report.summary().replace("\n", "\n  "))
+    print(f"colorized {len(videos) - len(skipped)} video(s), skipped {len(skipped)}")
+    for source, reason in skipped:
+        print(f"  skipped {source}: {reason}")
+    return len(videos) - len(skipped)
 
 
 def main(argv=None) -> int:

@@ -91,3 +91,18 @@ def test_a_still_filmed_into_a_clip_reads_like_a_video(tmp_path):
     with pytest.raises(ValueError, match="zoom"):
         video.write_still_clip(still, tmp_path / "zoom.mp4", zoom=0.5)
 
+
+
+def test_a_still_clip_can_carry_a_tone_as_its_sound(tmp_path):
+    from conftest import colourful
+
+    clip = video.write_still_clip(colourful(), tmp_path / "tone.mp4", seconds=2, fps=12,
+                                  size=32, tone_hz=440)
+    with av.open(str(clip)) as container:
+        (picture,), (sound,) = container.streams.video, container.streams.audio
+        assert sound.codec_context.name == "aac" and sound.rate == video.TONE_RATE
+        assert float(sound.duration * sound.time_base) == pytest.approx(2.0, abs=0.1)
+        assert float(picture.duration * picture.time_base) == pytest.approx(2.0, abs=0.1)
+        samples = np.concatenate([frame.to_ndarray().ravel()
+                                  for frame in container.decode(sound)])
+    assert 0.05 < np.abs(samples).max() < 0.15  # the tone, at a tenth of full scale

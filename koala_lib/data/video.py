@@ -79,8 +79,10 @@ def sample_frames(path, every_seconds: float | None = None, count: int | None = 
 
 
 def write_still_clip(image, path, seconds: float = 4.0, fps: int = 10, size: int = 96,
-                     zoom: float = 1.25, brightness: float = 0.08, seed: int = 0) -> Path:
-    """Film the RGB still ``image`` into an MPEG-4 video at ``path``: ``size`` x ``size``.
+                     zoom: float = 1.25, brightness: float = 0.08, seed: int = 0,
+                     tone_hz: float | None = None) -> Path:
+    """Film the RGB still ``image`` into an MPEG-4 video at ``path``: ``size`` x ``size``,
+    with a sound track (AAC, mono, 22.05 kHz) of a quiet sine tone when ``tone_hz`` is given.
 
     The virtual camera frames the image's square crop (the crop policy of
     :func:`koala_lib.data.images.square_crop_resize`), zooms in steadily from the whole
@@ -113,6 +115,8 @@ def write_still_clip(image, path, seconds: float = 4.0, fps: int = 10, size: int
         stream = container.add_stream("mpeg4", rate=fps)
         stream.width, stream.height, stream.pix_fmt = size, size, "yuv420p"
         stream.bit_rate = 8 * size * size * fps  # 8 bits a pixel: few compression blocks
+        # Every stream is declared before the first packet is written (the file's header).
+        sound = container.add_stream("aac", rate=TONE_RATE, layout="mono") if tone_hz else None
         for index in range(count):
             t = index / max(1, count - 1)
             window = side / (1 + (zoom - 1) * t)
@@ -128,7 +132,30 @@ def write_still_clip(image, path, seconds: float = 4.0, fps: int = 10, size: int
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+        if sound is not None:
+            _write_tone(container, sound, tone_hz, count / fps)
     return path
+
+
+TONE_RATE = 22050  # samples a second of write_still_clip's tone
+
+
+def _write_tone(container, stream, frequency: float, seconds: float) -> None:
+    """A sine tone of ``seconds`` at a tenth of full scale into the audio ``stream``."""
+    import av
+
+    rate = TONE_RATE
+    samples = np.sin(2 * np.pi * frequency * np.arange(round(seconds * rate)) / rate)
+    samples = (0.1 * samples).astype(np.float32)[None]
+    chunk = 1024  # AAC's frame size
+    for start in range(0, samples.shape[1], chunk):
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start : start + chunk]),
+                                           format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = rate, start
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
 
 
 def extract_frames(video, out_dir, every_seconds: float | None = None,
