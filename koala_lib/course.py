@@ -106,6 +106,17 @@ class CourseSettings:
     lfw: bool  # LFW mixed into the portraits (downloaded through scikit-learn)
     cross_source_epochs: int  # each model trained on one source, scored on the other
     full_size_portraits: int  # measured at full resolution for the upsampling
+    # 10: learning rates, regularisation, ablations, other images, video
+    study_image_size: int
+    study_images: int | None  # training portraits of each study run (None: all)
+    study_held_out: int | None  # held-out portraits scored per source (None: all)
+    study_epochs: int
+    study_batch_size: int
+    study_seeds: int
+    compare_extractors: bool  # Inception-ResNet-v2 against MobileNetV2 (needs the internet)
+    scenes: str  # other images: "skimage" (offline) or "tf_flowers" (online)
+    scene_epochs: int
+    video_seconds: float
     # time estimates: notebook 06's training rate on the profile's usual machine
     train_images_per_s: float
     train_rate_basis: str

@@ -191,6 +191,25 @@ Image.open(source).size == Image.open(target).size for source, target in report.
 image.shape == original.shape for label, images in outputs.items() if label != "original"
 for image, original in zip(images, outputs["original"], strict=True)),
     """,
+    "10_beyond_the_report_part2": """
+        profile=settings.profile,
+        seeds=list(seeds),
+        lr_rows=lr_rows,
+        lr_runs=[{"setting": run.setting, "seed": run.seed,
+"val_loss": [run.history[0]["val_loss"], *run.curve("val_loss").tolist()],
+"train_subset_loss": run.curve("train_subset_loss").tolist()} for run in lr_runs],
+        overfitting=overfitting,
+        zoom_by_hand_max_diff=float(np.abs(by_hand - library).max()),
+        regularisation_rows=regularisation_rows,
+        ablation_rows=ablation_rows,
+        scene_rows=scene_rows,
+        scene_crops=len(scenes.prepared),
+        video_kept=kept,
+        video_flicker=[(report.flicker_raw, report.flicker_smoothed) for report in video_reports],
+        video_audio_copied=[report.audio_copied for report in video_reports],
+        verdicts=verdicts,
+        figures=sorted(path.name for path in figures_dir().glob("10_*")),
+    """,
 }
 
 

@@ -152,7 +152,7 @@ def repository_url() -> str:
 
 
 def test_every_notebook_opens_on_a_colab_gpu_runtime():
-    assert len(NOTEBOOK_FILES) == 9
+    assert len(NOTEBOOK_FILES) == 10
     for path in NOTEBOOK_FILES:
         metadata = json.loads(path.read_text())["metadata"]
         assert metadata.get("accelerator") == "GPU", path.name

@@ -226,6 +226,33 @@ def check_09_beyond_the_report(results: dict, real_data: bool) -> None:
         assert results["cross_sources"] == ["uk_parliament"]
 
 
+def check_10_beyond_the_report_part2(results: dict, real_data: bool) -> None:
+    seeds = len(results["seeds"])
+    assert [row["seeds"] for row in results["lr_rows"]] == [seeds] * 6  # 3 rates x clipping
+    for run in results["lr_runs"]:
+        assert len(run["val_loss"]) == len(run["train_subset_loss"]) + 1  # epoch 0 first
+        if run["setting"].startswith("lr 0.001"):
+            assert run["val_loss"][-1] < run["val_loss"][0], run  # lr 1e-3 learns
+    assert results["overfitting"]["verdict"] in ("holds at this budget", "does not hold")
+    assert results["zoom_by_hand_max_diff"] < 1e-6
+    assert [row["setting"] for row in results["regularisation_rows"]][0] == "none"
+    assert [row["setting"] for row in results["ablation_rows"]] == [
+        "real embeddings", "zeroed", "shuffled"]
+    assert all(f"{held} PSNR (dB) mean" in row for row in results["ablation_rows"]
+               for held in ("validation", "other source"))
+    scenes = {row["setting"]: row for row in results["scene_rows"]}
+    assert list(scenes) == ["gray (no colour)", "trained on portraits", "trained on scenes"]
+    assert results["scene_crops"] == 120  # scikit-image's 8 colour photos, cut offline
+    for before, after in results["video_kept"].values():  # frames, size, sound
+        assert before == after
+    assert results["video_kept"]["sound"][0] == ["aac"]
+    assert results["video_audio_copied"] == [1] * len(results["video_audio_copied"])
+    assert all(smoothed < raw for raw, smoothed in results["video_flicker"])
+    assert len(results["verdicts"]) == 11 and all(row["verdict"] for row in results["verdicts"])
+    for name in ("learning_rates", "regularisation", "ablation", "scenes", "video", "verdicts"):
+        assert {f"10_{name}.md", f"10_{name}.csv"} <= set(results["figures"]), name
+
+
 CHECKS = {
     "01_lab_color_space": check_01_lab_color_space,
     "02_portrait_dataset": check_02_portrait_dataset,
@@ -236,6 +263,7 @@ CHECKS = {
     "07_reproduce_table1": check_07_reproduce_table1,
     "08_evaluate_and_colorize": check_08_evaluate_and_colorize,
     "09_beyond_the_report": check_09_beyond_the_report,
+    "10_beyond_the_report_part2": check_10_beyond_the_report_part2,
 }
 
 

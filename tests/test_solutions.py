@@ -54,7 +54,7 @@ def solution_titles(solutions) -> list[str]:
 
 
 def test_there_is_a_solutions_notebook_for_every_course_notebook():
-    assert len(NOTEBOOKS) == 9
+    assert len(NOTEBOOKS) == 10
     expected = {solutions_for(notebook).name for notebook in NOTEBOOKS}
     assert {path.name for path in SOLUTIONS.glob("*.ipynb")} == expected
 
