@@ -3,13 +3,14 @@
 
 One run is too few to compare settings: two runs of one setting from two seeds can differ
 as much as two settings do. :func:`run_study` trains every setting from every seed
-(:func:`koala_lib.train.train`, so runs resume and a finished one is read back, not trained
-again), records each run's curves with the training loss measured like the held-out loss
-(:class:`koala_lib.train.SubsetLoss`: the generalisation gap per epoch), and scores its
-final model on named held-out sets (:func:`koala_lib.evaluate.measure`).
+(:func:`koala_lib.train.train`, so a finished run is read back, not trained again; each
+run keeps one checkpoint, written after its last epoch), records each run's curves with
+the training loss measured like the held-out loss (:class:`koala_lib.train.SubsetLoss`:
+the generalisation gap per epoch), and scores its final model on named held-out sets
+(:func:`koala_lib.evaluate.measure`).
 :func:`seed_table` gives, per setting, the mean and the standard deviation over the seeds;
-:func:`difference_verdict` says whether two settings differ by more than two standard
-errors of the difference.
+:func:`difference_verdict` tests whether two settings differ (a paired t-test over the
+seeds, which every setting shares).
 
 A setting is a dict of :class:`~koala_lib.train.TrainConfig` overrides, plus optionally
 ``"embeddings"``: ``"real"``, ``"zeroed"`` or ``"shuffled"``
@@ -98,7 +99,8 @@ def run_study(data: PortraitData, settings: dict[str, dict], base: TrainConfig, 
         result = train(run_data, config, Path(run_root) / run_name(overrides, seed),
                        train_indices, validation,
                        callbacks=[SubsetLoss(run_data, train_indices[:TRAIN_SUBSET])],
-                       verbose=0, keep_checkpoints=1)  # many runs: one checkpoint each
+                       verbose=0, keep_checkpoints=1, checkpoint_every_epoch=False,
+                       tensorboard=False)  # many short runs: one checkpoint each, at the end
         scores = {label: measure(run_data, indices, PredictedAB(
             result.model, run_data, indices, temperature=temperature))[1]
             for label, indices in held_out.items()} if score else {}
@@ -134,7 +136,8 @@ def seed_table(runs: list[StudyRun], values: dict | None = None, **columns) -> l
     """One row per setting (in the order run): ``columns`` ({column: {setting: value}}, the
     settings' own description), the number of seeds, then for each of ``values`` ({column:
     reader of a StudyRun}, default :data:`RUN_VALUES`) its mean over the seeds, its standard
-    deviation ("sd", ddof 1; NaN with one seed) and "mean ± sd" as text."""
+    deviation ("sd", ddof 1; NaN with one seed), "mean ± sd" as text, and each seed's value
+    ("<column> by seed", for paired comparisons)."""
     values = RUN_VALUES if values is None else values
     rows = []
     for setting in dict.fromkeys(run.setting for run in runs):
@@ -148,17 +151,41 @@ def seed_table(runs: list[StudyRun], values: dict | None = None, **columns) -> l
             sd = float(found.std(ddof=1)) if len(found) > 1 else float("nan")
             row[column] = f"{mean:.4g} ± {sd:.2g}" if np.isfinite(sd) else f"{mean:.4g}"
             row[f"{column} mean"], row[f"{column} sd"] = mean, sd
+            row[f"{column} by seed"] = {run.seed: float(value)
+                                        for run, value in zip(chosen, found, strict=True)}
         rows.append(row)
     return rows
 
 
+def fixed_row(setting: str, scores: dict, values: dict) -> dict:
+    """A row like :func:`seed_table`'s for a prediction that needs no training (gray
+    output): ``values`` read once from ``scores`` ({held-out set: measure() summary}), no
+    seeds, no spread."""
+    run = StudyRun(setting, 0, None, [], scores)
+    row = {"setting": setting, "seeds": "-"}
+    for column, read in values.items():
+        value = float(read(run))
+        row[column], row[f"{column} mean"], row[f"{column} sd"] = f"{value:.4g}", value, np.nan
+    return row
+
+
+SIGNIFICANCE = 0.05  # the p-value below which a difference counts
+
+
 def difference_verdict(rows: list[dict], column: str, lower_is_better: bool = True,
                        between: tuple[str, str] | None = None) -> dict:
-    """Two settings compared by ``column``'s mean over the seeds: the settings named in
-    ``between``, or else the best and the runner-up. The difference counts only when it is
-    larger than two standard errors of the difference, 2 sqrt(sd_a^2 / n_a + sd_b^2 / n_b)
-    (the seeds' spread; more seeds make it smaller): otherwise these seeds cannot tell the
-    two apart. With a handful of seeds this is a rough screen, not a significance test."""
+    """Two settings compared by ``column``: the settings named in ``between``, or else the
+    best and the runner-up by their means (chosen after looking: a screen, not a test).
+
+    The same seed gives the same initial weights and batches in every setting, so when both
+    ran from the same seeds the runs are *paired*: a paired t-test on the per-seed
+    differences (scipy's ``ttest_rel``); otherwise Welch's t-test. The difference counts
+    when p < :data:`SIGNIFICANCE`. With 2 seeds (1 degree of freedom) that needs the
+    per-seed differences to agree closely: a test with few seeds misses real differences
+    more often than it finds false ones, so "no difference detected" is not "no
+    difference"."""
+    from scipy import stats
+
     if len(rows) < 2:
         raise ValueError("a difference needs at least two settings.")
     if between is None:
@@ -172,19 +199,32 @@ def difference_verdict(rows: list[dict], column: str, lower_is_better: bool = Tr
         pair = sorted((named[name] for name in between),
                       key=lambda row: row[f"{column} mean"], reverse=not lower_is_better)
     best, other = pair
+    first, second = best[f"{column} by seed"], other[f"{column} by seed"]
     difference = abs(best[f"{column} mean"] - other[f"{column} mean"])
-    spread = 2 * np.sqrt(best[f"{column} sd"] ** 2 / best["seeds"]
-                         + other[f"{column} sd"] ** 2 / other["seeds"])
-    if not np.isfinite(spread):
-        verdict = "one seed each: no spread to judge the difference by"
-    elif difference > spread:
-        verdict = f"{best['setting']} is better, by more than the seeds' spread"
+    if set(first) == set(second) and len(first) >= 2:
+        seeds = sorted(first)
+        differences = np.array([first[seed] - second[seed] for seed in seeds])
+        test = f"paired over {len(seeds)} seeds"
+        if np.ptp(differences) == 0:  # identical differences: no spread at all
+            p_value = 1.0 if differences[0] == 0 else 0.0
+        else:
+            p_value = float(stats.ttest_rel([first[s] for s in seeds],
+                                            [second[s] for s in seeds]).pvalue)
+    elif min(len(first), len(second)) >= 2:
+        test = f"Welch, {len(first)} and {len(second)} seeds"
+        p_value = float(stats.ttest_ind(list(first.values()), list(second.values()),
+                                        equal_var=False).pvalue)
     else:
-        verdict = "no difference the seeds can tell"
+        test, p_value = "one seed", float("nan")
+    if not np.isfinite(p_value):
+        verdict = "one seed: no test possible"
+    elif p_value < SIGNIFICANCE:
+        verdict = f"{best['setting']} is better (p = {p_value:.2g}, {test})"
+    else:
+        verdict = f"no difference detected (p = {p_value:.2g}, {test})"
     return {"compared": f"{best['setting']} vs {other['setting']}", "by": column,
-            "measured": f"{best[column]} vs {other[column]} (difference {difference:.3g}, "
-                        f"spread {spread:.3g}, {best['seeds']} seeds)",
-            "verdict": verdict}
+            "measured": f"{best[column]} vs {other[column]} (difference {difference:.3g})",
+            "verdict": verdict, "p": p_value}
 
 
 def overfitting_verdict(runs: list[StudyRun], tolerance: float = 0.02) -> dict:
@@ -201,8 +241,12 @@ def overfitting_verdict(runs: list[StudyRun], tolerance: float = 0.02) -> dict:
         found.append(bool(rising and falling))
     gaps = np.array([RUN_VALUES["gap"](run) for run in runs])
     epochs = len(runs[0].curve("val_loss"))
+    if epochs < 3:  # a rise needs a best epoch before the last and a fall to compare with
+        return {"claim": "no over-fitting (the report)",
+                "measured": f"{epochs} epoch(s): too few to see the held-out loss turn",
+                "verdict": "cannot tell"}
     return {"claim": "no over-fitting (the report)",
             "measured": f"{sum(found)} of {len(runs)} runs over-fit within {epochs} epochs; "
                         f"gap (held-out - training loss) at the last epoch "
                         f"{gaps.mean():.3g} ± {gaps.std(ddof=1) if len(gaps) > 1 else 0:.2g}",
-            "verdict": "holds at this budget" if not any(found) else "does not hold"}
+            "verdict": "not observed at this budget" if not any(found) else "observed"}

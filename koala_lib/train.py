@@ -262,10 +262,12 @@ class _RunRecorder(keras.callbacks.Callback):
     """Times each epoch, then checkpoints model + optimizer, the state and the CSV log."""
 
     def __init__(self, run_dir: Path, state: dict, images_per_epoch: int,
-                 keep_checkpoints: int = KEEP_CHECKPOINTS):
+                 keep_checkpoints: int = KEEP_CHECKPOINTS, last_epoch: int | None = None):
         super().__init__()
         self.run_dir, self.state, self.images_per_epoch = run_dir, state, images_per_epoch
         self.keep_checkpoints = keep_checkpoints
+        self.last_epoch = last_epoch  # set: checkpoint only then (the epochs before are kept
+        # in memory and written with it; a run cut short before it starts over)
         self._start = self._train_end = None
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -281,13 +283,15 @@ class _RunRecorder(keras.callbacks.Callback):
                "train_seconds": train_seconds,
                "images_per_second": self.images_per_epoch / train_seconds}
         row.pop("learning_rate", None)
+        self.state["history"].append(row)
+        if self.last_epoch is not None and epoch + 1 < self.last_epoch:
+            return
         checkpoint = _checkpoint_name(epoch + 1)
         partial = self.run_dir / "checkpoint.partial.keras"
         self.model.save(partial)
         os.replace(partial, self.run_dir / checkpoint)
         previous = self.state["checkpoints"]
         kept = [*(name for name in previous if name != checkpoint), checkpoint]
-        self.state["history"].append(row)
         self.state.update(epochs_done=epoch + 1, checkpoint=checkpoint,
                           checkpoints=kept[-self.keep_checkpoints:])
         _write_json_atomic(self.run_dir / STATE_FILE, self.state)
@@ -574,7 +578,8 @@ def continues(run_dir, data: PortraitData, config: TrainConfig, train_indices=No
 
 def train(data: PortraitData, config: TrainConfig, run_dir, train_indices=None,
           val_indices=None, resume: bool = True, callbacks=(), verbose="auto",
-          keep_checkpoints: int = KEEP_CHECKPOINTS) -> TrainResult:
+          keep_checkpoints: int = KEEP_CHECKPOINTS, checkpoint_every_epoch: bool = True,
+          tensorboard: bool = True) -> TrainResult:
     """Train (or resume) a colorizer on ``data``; everything is written under ``run_dir``.
 
     ``train_indices`` / ``val_indices`` default to the "train" and "val" splits. A
@@ -583,6 +588,9 @@ def train(data: PortraitData, config: TrainConfig, run_dir, train_indices=None,
     different run, a damaged state or run files without a state is refused with what to do.
     ``keep_checkpoints=1`` halves the disk a run takes (about 80 MB a checkpoint, the
     optimizer's state included), at the price of no older checkpoint to fall back on.
+    For many short runs (:mod:`koala_lib.studies`), ``checkpoint_every_epoch=False`` writes
+    the checkpoint and the state once, after the last epoch (a run cut short starts over),
+    and ``tensorboard=False`` writes no TensorBoard log.
     """
     if keep_checkpoints < 1:
         raise ValueError(f"keep_checkpoints must be at least 1, got {keep_checkpoints}.")
@@ -667,7 +675,8 @@ def train(data: PortraitData, config: TrainConfig, run_dir, train_indices=None,
                   f" on {len(train_indices)} images | {config.head} head | {precision} | "
                   f"{distribution} | "
                   f"backend {keras.backend.backend()}")
-        recorder = _RunRecorder(run_dir, state, images_per_epoch, keep_checkpoints)
+        recorder = _RunRecorder(run_dir, state, images_per_epoch, keep_checkpoints,
+                                None if checkpoint_every_epoch else config.epochs)
         snapshots = None
         # The caller's callbacks run before the recorder, so that what they add to an
         # epoch's logs (held-out metrics, say) is checkpointed with the history.
@@ -678,7 +687,7 @@ def train(data: PortraitData, config: TrainConfig, run_dir, train_indices=None,
             snapshots = ColorizationSnapshots(run_dir / "samples", lightness,
                                               data.embeddings[shown], truth_ab)
             extra.append(snapshots)
-        board = _tensorboard(run_dir / "tensorboard", bool(show))
+        board = _tensorboard(run_dir / "tensorboard", bool(show)) if tensorboard else None
         if board is not None:
             extra.append(board)
         if initial_epoch < config.epochs:

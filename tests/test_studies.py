@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import small_config
+from scipy import stats
 
 from koala_lib import studies
 from koala_lib.studies import StudyRun
@@ -27,7 +28,10 @@ def test_a_study_trains_each_setting_from_each_seed_and_shares_identical_runs(ci
         assert np.isfinite(run.curve("train_subset_loss")).all()
         assert set(run.scores) == {"validation", "test"}
         assert run.scores["test"]["images"] == 6
-        assert len(list(run.run_dir.glob("checkpoint-epoch*.keras"))) == 1  # disk: one each
+        # One checkpoint, written after the last epoch; no TensorBoard log.
+        assert [path.name for path in run.run_dir.glob("checkpoint*.keras")] == [
+            "checkpoint-epoch002.keras"]
+        assert not (run.run_dir / "tensorboard").exists()
     by_seed = {run.seed: run.final("val_loss") for run in runs if run.setting == "lr 1e-3"}
     assert by_seed[1] != by_seed[2]  # seeds make different runs
     # The same training under another name is the same run: read back, not trained again.
@@ -62,40 +66,56 @@ def test_the_seed_table_gives_mean_and_standard_deviation_per_setting():
     assert np.isnan(b["held-out loss sd"]) and b["held-out loss"] == "5"
 
 
-def test_a_difference_counts_only_beyond_the_seeds_spread():
-    def row(name, mean, sd):
-        return {"setting": name, "seeds": 3, "loss": f"{mean} ± {sd}", "loss mean": mean,
-                "loss sd": sd}
+def test_a_difference_counts_when_a_paired_test_over_the_seeds_finds_it():
+    def runs(name, values):
+        return [_run(name, seed, [9.0, 9.0, value], [1.0, 1.0, 1.0])
+                for seed, value in enumerate(values, start=1)]
 
-    clear = studies.difference_verdict([row("x", 1.0, 0.1), row("y", 2.0, 0.1)], "loss")
-    assert clear["verdict"] == "x is better, by more than the seeds' spread"
-    # Two standard errors of the difference: 2 sqrt(0.3^2 / 3 + 0.3^2 / 3) = 0.49.
-    close = studies.difference_verdict([row("x", 1.0, 0.3), row("y", 1.45, 0.3)], "loss")
-    assert close["verdict"] == "no difference the seeds can tell"
-    assert "spread 0.49" in close["measured"]
-    apart = studies.difference_verdict([row("x", 1.0, 0.3), row("y", 1.55, 0.3)], "loss")
-    assert apart["verdict"].startswith("x is better")
-    higher = studies.difference_verdict([row("x", 1.0, 0.1), row("y", 2.0, 0.1)], "loss",
-                                        lower_is_better=False)
+    # x is lower than y by about 1 on every seed: paired, the difference is clear.
+    rows = studies.seed_table(runs("x", [1.0, 2.0, 3.0]) + runs("y", [2.1, 2.9, 4.0])
+                              + runs("z", [5.0, 1.5, 3.0]))
+    clear = studies.difference_verdict(rows, "held-out loss", between=("y", "x"))
+    assert clear["compared"] == "x vs y" and clear["verdict"].startswith("x is better")
+    assert clear["p"] == pytest.approx(stats.ttest_rel([1, 2, 3], [2.1, 2.9, 4.0]).pvalue)
+    assert "paired over 3 seeds" in clear["verdict"]
+    # The same means with differences that disagree between seeds: not detected.
+    noisy = studies.difference_verdict(rows, "held-out loss", between=("x", "z"))
+    assert noisy["verdict"].startswith("no difference detected")
+    higher = studies.difference_verdict(rows, "held-out loss", lower_is_better=False,
+                                        between=("x", "y"))
     assert higher["verdict"].startswith("y is better")
-    rows = [row("x", 1.0, 0.1), row("y", 1.05, 0.1), row("z", 3.0, 0.1)]
-    named = studies.difference_verdict(rows, "loss", between=("z", "x"))
-    assert named["compared"] == "x vs z" and named["verdict"].startswith("x is better")
-    assert studies.difference_verdict(rows, "loss")["compared"] == "x vs y"
+    assert studies.difference_verdict(rows, "held-out loss")["compared"] == "x vs y"
+    # Other seeds: Welch's test; one seed: no test.
+    welch = studies.seed_table(runs("x", [1.0, 1.1]) + [
+        _run("w", seed, [9.0, 9.0, v], [1.0, 1.0, 1.0]) for seed, v in ((5, 3.0), (6, 3.1))])
+    assert "Welch" in studies.difference_verdict(welch, "held-out loss")["verdict"]
+    single = studies.seed_table(runs("x", [1.0]) + runs("y", [2.0]))
+    assert studies.difference_verdict(single, "held-out loss")["verdict"] == (
+        "one seed: no test possible")
     with pytest.raises(ValueError, match="no setting"):
-        studies.difference_verdict(rows, "loss", between=("x", "w"))
+        studies.difference_verdict(rows, "held-out loss", between=("x", "w"))
     with pytest.raises(ValueError, match="two settings"):
-        studies.difference_verdict([row("x", 1.0, 0.1)], "loss")
+        studies.difference_verdict(rows[:1], "held-out loss")
+
+
+def test_a_fixed_row_reads_a_prediction_that_needs_no_training():
+    row = studies.fixed_row("gray", {"scenes": {"psnr": 20.5}},
+                            studies.score_values("scenes", ("psnr",)))
+    assert row["seeds"] == "-" and row["scenes PSNR (dB) mean"] == 20.5
+    assert row["scenes PSNR (dB)"] == "20.5"
 
 
 def test_over_fitting_is_a_held_out_loss_that_rises_while_training_falls():
     steady = _run("a", 1, [3.0, 2.0, 1.5], [2.5, 1.5, 1.0])
     gap_only = _run("a", 2, [3.0, 2.5, 2.4], [1.0, 0.8, 0.5])  # a gap, not over-fitting
     over = _run("a", 3, [3.0, 2.0, 2.6], [2.5, 1.5, 1.0])
-    assert studies.overfitting_verdict([steady, gap_only])["verdict"] == "holds at this budget"
+    assert studies.overfitting_verdict([steady, gap_only])["verdict"] == (
+        "not observed at this budget")
     found = studies.overfitting_verdict([steady, gap_only, over])
-    assert found["verdict"] == "does not hold"
+    assert found["verdict"] == "observed"
     assert found["measured"].startswith("1 of 3 runs over-fit within 3 epochs")
+    short = _run("a", 1, [3.0, 2.0], [2.5, 1.5])
+    assert studies.overfitting_verdict([short])["verdict"] == "cannot tell"
 
 
 def test_run_names_come_from_what_a_setting_changes():
