@@ -233,7 +233,8 @@ def check_10_beyond_the_report_part2(results: dict, real_data: bool) -> None:
         assert len(run["val_loss"]) == len(run["train_subset_loss"]) + 1  # epoch 0 first
         if run["setting"].startswith("lr 0.001"):
             assert run["val_loss"][-1] < run["val_loss"][0], run  # lr 1e-3 learns
-    assert results["overfitting"]["verdict"] in ("holds at this budget", "does not hold")
+    assert results["overfitting"]["verdict"] in ("not observed at this budget", "observed",
+                                                 "cannot tell")
     assert results["zoom_by_hand_max_diff"] < 1e-6
     assert [row["setting"] for row in results["regularisation_rows"]][0] == "none"
     assert [row["setting"] for row in results["ablation_rows"]] == [
@@ -243,7 +244,10 @@ def check_10_beyond_the_report_part2(results: dict, real_data: bool) -> None:
     scenes = {row["setting"]: row for row in results["scene_rows"]}
     assert list(scenes) == ["gray (no colour)", "trained on portraits", "trained on scenes"]
     assert results["scene_crops"] == 120  # scikit-image's 8 colour photos, cut offline
-    for before, after in results["video_kept"].values():  # frames, size, sound
+    kept = dict(results["video_kept"])
+    before, after = kept.pop("duration (s)")
+    assert abs(before - after) < 0.1  # within a frame or so
+    for before, after in kept.values():  # frames, size, sound
         assert before == after
     assert results["video_kept"]["sound"][0] == ["aac"]
     assert results["video_audio_copied"] == [1] * len(results["video_audio_copied"])
