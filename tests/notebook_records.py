@@ -68,7 +68,7 @@ RECORDED = {
         output_shape=list(ours.shape[1:]),
         encoder_parameters=step_by_step.count_params(),
         library_parameters=library_encoder.count_params(),
-        max_difference_to_library=max_difference,
+        relative_difference_to_library=relative_difference,
         active_fraction_conv8=float((maps[2] > 0).mean()),
     """,
     "04_inception_fusion": """
@@ -95,7 +95,7 @@ RECORDED = {
     "05_decoder_and_model": """
         profile=settings.profile,
         decoder_parameters=library_decoder.count_params(),
-        decoder_max_difference_to_library=decoder_difference,
+        decoder_relative_difference_to_library=decoder_difference,
         total_parameters=colorizer.count_params(),
         parts=parts,
         report_loss=ours,

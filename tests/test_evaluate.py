@@ -46,6 +46,9 @@ def test_command_line_table_equals_the_protocol_computed_by_hand(photo_folder, s
     assert result["mean_ab_source"] == "this folder"  # the test model records no mean
 
     # The same numbers, computed here step by step: crop, 8-bit L and integer a,b, predict.
+    # One batch of 10 here, the command line's own batches there: the predictions may differ
+    # in their last bits, and a pixel then rounds to the next 8-bit level, so PSNR and SSIM
+    # agree to 1e-4, not to the last digit (a wrong protocol moves them by far more).
     trained, extractor = colorize.load_trained(saved_model)
     files = sorted(p for p in photo_folder.glob("*.jpg") if p.stem != "black_and_white")
     squares = [images.square_crop_resize(images.read_rgb(path), 32) for path in files]
@@ -57,12 +60,14 @@ def test_command_line_table_equals_the_protocol_computed_by_hand(photo_folder, s
     by_hand = {evaluate.TRAINED: predicted, evaluate.GRAY: np.zeros_like(truth_ab)}
     for name, ab in by_hand.items():
         per_image = metrics.evaluate(truth_rgb, color.model_to_rgb(scaled_l, ab))
-        np.testing.assert_allclose(rows[name]["PSNR (dB)"], per_image["psnr"].mean(), rtol=1e-6)
-        np.testing.assert_allclose(rows[name]["SSIM"], per_image["ssim"].mean(), rtol=1e-6)
+        np.testing.assert_allclose(rows[name]["PSNR (dB)"], per_image["psnr"].mean(), rtol=1e-4)
+        np.testing.assert_allclose(rows[name]["SSIM"], per_image["ssim"].mean(), rtol=1e-4)
         np.testing.assert_allclose(rows[name]["held-out loss"],
                                    np.mean(np.square(ab - truth_ab)), rtol=1e-4)
 
-    # ... and by evaluate's functions, called directly.
+    # ... and by evaluate's functions, called directly: the command line's own code path, with
+    # the same batches in the same process, written to JSON and read back (floats round-trip
+    # exactly), so the rows are equal to the last digit.
     direct = evaluate.evaluate_folder(photo_folder, trained, extractor, progress=False)
     assert direct["rows"] == result["rows"]
 

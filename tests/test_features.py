@@ -105,8 +105,10 @@ def test_local_weights_file_loads_the_same_network(tmp_path, random_mobilenet):
     random_mobilenet.model.save_weights(path)
     from_file = features.FeatureExtractor("mobilenet_v2", str(path))
     lightness = np.random.default_rng(1).uniform(0, 100, (2, 40, 40)).astype(np.float32)
-    np.testing.assert_allclose(from_file.embed(lightness), random_mobilenet.embed(lightness),
-                               rtol=1e-5, atol=1e-12)
+    reference = random_mobilenet.embed(lightness)
+    # Two networks, the same weights: equal up to rounding, logits near 0 included.
+    np.testing.assert_allclose(from_file.embed(lightness), reference, rtol=1e-5,
+                               atol=1e-5 * np.abs(reference).max())
     assert from_file.fingerprint == random_mobilenet.fingerprint
 
 
