@@ -18,10 +18,11 @@ NBVAL_NOTEBOOKS := $(shell grep -l '"# NBVAL_CHECK_OUTPUT' $(NOTEBOOKS)) noteboo
 # Test runs write only under build/: figures, results, executed notebooks.
 CI_ENV := KOALA_PROFILE=ci KOALA_FIG_DIR=$(CURDIR)/build/figures KOALA_BUILD_DIR=$(CURDIR)/build \
     KOALA_CACHE_DIR=$(CURDIR)/build/cache
-# TensorFlow's CPU kernels round differently: oneDNN's (its default on CPUs with AVX-512 or
-# AVX-VNNI) and Eigen's (elsewhere). Whatever this CPU's default, the tests (which run every
-# notebook too) use oneDNN and nbval's notebooks and solutions use Eigen, so a float compared
-# exactly fails here rather than on a learner's machine; `make test-kernels` swaps the two.
+# TensorFlow's CPU kernels round differently: oneDNN's (its default on x86 CPUs with AVX-512
+# VNNI or BF16, AVX-VNNI or AMX) and Eigen's (elsewhere). Whatever this CPU's default, the
+# tests (which run every notebook too) use oneDNN and nbval's notebooks and solutions use
+# Eigen, so a float compared exactly fails here, not on a learner's machine;
+# `make test-kernels` swaps the two.
 ONEDNN_TESTS ?= 1
 ONEDNN_NOTEBOOKS ?= 0
 # Model code must stay backend-agnostic: these tests run again under JAX.
@@ -34,12 +35,13 @@ BACKEND_TESTS := tests/test_model.py tests/test_features.py tests/test_data_cach
 .PHONY: help env test test-kernels course lab notebooks gpu-check clean
 
 help:
-	@echo "make course     set up .venv, run every notebook (profile auto) -> build/notebooks, figures/"
-	@echo "make test       set up .venv, ruff + pytest + nbval + papermill (profile ci), model tests on JAX"
-	@echo "make test-kernels  make test with TensorFlow's CPU kernels swapped (oneDNN <-> Eigen)"
-	@echo "make lab        JupyterLab on notebooks/"
-	@echo "make notebooks  make course, then its outputs into notebooks/ (the committed outputs)"
-	@echo "make gpu-check  on a GPU machine: notebooks 06-08 (gpu profile) + training benchmark, JSON"
+	@echo "make course        set up .venv, run every notebook (profile auto) -> build/notebooks, figures/"
+	@echo "make test          set up .venv, ruff + pytest (oneDNN) + nbval (Eigen) + papermill"
+	@echo "                   (profile ci), model tests on JAX"
+	@echo "make test-kernels  make test with TensorFlow's CPU kernels swapped (oneDNN, Eigen)"
+	@echo "make lab           JupyterLab on notebooks/"
+	@echo "make notebooks     make course, then its outputs into notebooks/ (the committed outputs)"
+	@echo "make gpu-check     on a GPU machine: notebooks 06-08 (gpu profile) + training benchmark, JSON"
 
 # The environment: created once, reinstalled when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -64,11 +66,14 @@ test: $(STAMP)
 	    $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive \
 	        apt-get install -y -qq chromium chromium-driver >/dev/null \
 	    || echo "make test: apt-get install chromium chromium-driver failed: the browser test will skip."; }
+# Both runs report, then make stops if either failed.
+	status=0; \
 	TF_ENABLE_ONEDNN_OPTS=$(ONEDNN_TESTS) $(CI_ENV) $(BIN)/python -m pytest tests \
-	    -p no:cacheprovider --durations=25
+	    -p no:cacheprovider --durations=25 || status=1; \
 	TF_ENABLE_ONEDNN_OPTS=$(ONEDNN_NOTEBOOKS) $(CI_ENV) $(BIN)/python -m pytest \
 	    $(NBVAL_NOTEBOOKS) --nbval-lax --sanitize-with tests/nbval_sanitize.cfg \
-	    -p no:cacheprovider --durations=10
+	    -p no:cacheprovider --durations=10 || status=1; \
+	exit $$status
 	$(CI_ENV) KERAS_BACKEND=jax $(BIN)/python -m pytest $(BACKEND_TESTS) -p no:cacheprovider \
 	    --durations=10
 

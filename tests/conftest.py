@@ -151,12 +151,14 @@ def small_config(**changes):
 
 def assert_same_8bit_image(found, expected, max_fraction: float = 1e-3) -> None:
     """Two 8-bit images equal up to rounding. Floats from another batch, thread or kernel
-    (oneDNN or Eigen, strips or one pass) differ in their last bits, and a pixel on a
-    rounding boundary then moves one level: never more, and only at a few pixels."""
+    (oneDNN or Eigen, strips or one pass) differ in their last bits, and a value on a
+    rounding boundary then moves one level: never more, and only at a few values."""
     found, expected = np.asarray(found), np.asarray(expected)
     assert found.shape == expected.shape and found.dtype == expected.dtype == np.uint8
-    assert np.abs(found.astype(int) - expected).max() <= 1
-    assert (found != expected).mean() < max_fraction
+    worst = int(np.abs(found.astype(int) - expected).max())
+    differing = float((found != expected).mean())
+    assert worst <= 1, f"values differ by up to {worst} levels, more than rounding"
+    assert differing < max_fraction, f"{differing:.2%} of the values differ, more than rounding"
 
 
 # --- a local mirror of the public portrait hosts --------------------------------------------

