@@ -18,11 +18,8 @@ NBVAL_NOTEBOOKS := $(shell grep -l '"# NBVAL_CHECK_OUTPUT' $(NOTEBOOKS)) noteboo
 # Test runs write only under build/: figures, results, executed notebooks.
 CI_ENV := KOALA_PROFILE=ci KOALA_FIG_DIR=$(CURDIR)/build/figures KOALA_BUILD_DIR=$(CURDIR)/build \
     KOALA_CACHE_DIR=$(CURDIR)/build/cache
-# TensorFlow's CPU kernels round differently: oneDNN's (its default on x86 CPUs with AVX-512
-# VNNI or BF16, AVX-VNNI or AMX) and Eigen's (elsewhere). Whatever this CPU's default, the
-# tests (which run every notebook too) use oneDNN and nbval's notebooks and solutions use
-# Eigen, so a float compared exactly fails here, not on a learner's machine;
-# `make test-kernels` swaps the two.
+# TensorFlow's two CPU kernel families, whatever this CPU's default (README, "Floats a
+# framework computed"): oneDNN for the tests, Eigen for nbval; `make test-kernels` swaps them.
 ONEDNN_TESTS ?= 1
 ONEDNN_NOTEBOOKS ?= 0
 # Model code must stay backend-agnostic: these tests run again under JAX.

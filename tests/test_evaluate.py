@@ -46,9 +46,10 @@ def test_command_line_table_equals_the_protocol_computed_by_hand(photo_folder, s
     assert result["mean_ab_source"] == "this folder"  # the test model records no mean
 
     # The same numbers, computed here step by step: crop, 8-bit L and integer a,b, predict.
-    # One batch of 10 here, the command line's own batches there: the predictions may differ
-    # in their last bits, and a pixel then rounds to the next 8-bit level, so PSNR and SSIM
-    # agree to 1e-4, not to the last digit (a wrong protocol moves them by far more).
+    # One eager call here, the command line's own prediction path there (predict_scaled_ab,
+    # its embeddings from the cache): the a,b may differ in their last bits and a value then
+    # rounds to the next 8-bit level, so PSNR and SSIM agree to 1e-4, not to the last digit
+    # (a wrong protocol moves them by far more).
     trained, extractor = colorize.load_trained(saved_model)
     files = sorted(p for p in photo_folder.glob("*.jpg") if p.stem != "black_and_white")
     squares = [images.square_crop_resize(images.read_rgb(path), 32) for path in files]
