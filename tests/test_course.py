@@ -103,7 +103,10 @@ def test_setup_prints_the_profile_and_the_environment_once(clean_env, capsys, tm
     out = capsys.readouterr().out.splitlines()
     assert settings.profile == "ci" and len(out) == 2
     assert out[0].startswith("profile ci:") and "mobilenet_v2" in out[0]
-    assert f"KOALA_CACHE_DIR={tmp_path}" in out[1] and "KOALA_PROFILE=ci" in out[1]
+    # Shown as environment.readable_path shows it: relative where the checkout sits beside
+    # pytest's temporary folder (a clone straight under /tmp).
+    shown = environment.readable_path(tmp_path)
+    assert f"KOALA_CACHE_DIR={shown}" in out[1] and "KOALA_PROFILE=ci" in out[1]
     assert "KOALA_FIG_DIR=build/figures" in out[1]  # no local path in a committed notebook
 
 
