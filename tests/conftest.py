@@ -3,6 +3,7 @@ and outputs kept out of tracked files."""
 
 from __future__ import annotations
 
+import errno
 import http.server
 import os
 import re
@@ -29,6 +30,15 @@ def portraits_dir() -> Path | None:
     if value:
         return Path(value)
     return SHARED_PORTRAITS if SHARED_PORTRAITS.is_dir() else None
+
+
+def refuse_links(monkeypatch) -> None:
+    """Symbolic and hard links fail as on Google Drive's mount in Colab (errno 95)."""
+    def refused(source, target, *args, **kwargs):
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported", str(target))
+
+    monkeypatch.setattr(os, "symlink", refused)
+    monkeypatch.setattr(os, "link", refused)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import refuse_links
 from PIL import Image
 
 from koala_lib.data import load_portraits
@@ -15,9 +16,12 @@ from koala_lib.data.lfw import NoLFWError, lfw_portraits
 from koala_lib.data.prepare import prepare
 from koala_lib.data.sources import (
     NoPortraitsError,
+    image_file,
     list_images,
     mixed_portrait_dir,
+    name_in,
     read_manifest,
+    roots,
 )
 
 PERSONS = {"Ada_Lovelace": 4, "Alan_Turing": 3, "Grace_Hopper": 2, "Katherine_Johnson": 1}
@@ -73,8 +77,10 @@ def test_lfw_portraits_reads_a_folder_in_lfws_layout_offline(tmp_path, cache):
     assert {(row["width"], row["height"], row["mode"]) for row in rows} == {("250", "250", "RGB")}
     assert {row["source"] for row in rows} == {"LFW (funneled), via scikit-learn"}
     assert all(row["license"].startswith("unknown") and row["attribution"] for row in rows)
-    assert folder.is_relative_to(cache) and (folder / "lfw").resolve() == photos.resolve()
-    assert list_images(folder) == [folder / path for path in expected]
+    # No link (Google Drive refuses them): roots.json says where lfw/ lives.
+    assert sorted(entry.name for entry in folder.iterdir()) == ["manifest.csv", "roots.json"]
+    assert folder.is_relative_to(cache) and roots(folder) == {"lfw": photos}
+    assert list_images(folder) == [photos / path.removeprefix("lfw/") for path in expected]
     assert not list(photos.parent.rglob("manifest.csv"))  # nothing of ours in data_home
 
 
@@ -163,7 +169,7 @@ def small_source(folder, top, persons, prefix):
     return folder
 
 
-def test_mixed_portrait_dir_links_the_sources_and_merges_their_manifests(
+def test_mixed_portrait_dir_merges_the_manifests_and_names_each_sources_folder(
         tmp_path, cache, portrait_folder):
     fake_lfw(tmp_path / "sklearn_data")
     lfw = lfw_portraits(tmp_path / "sklearn_data", download_if_missing=False, progress=False)
@@ -178,9 +184,10 @@ def test_mixed_portrait_dir_links_the_sources_and_merges_their_manifests(
                                                   for row in shared_rows + lfw_rows]
     assert {row["mode"] for row in rows} == {"RGB", "L"}  # grayscale rows stay grayscale
     tops = {row["path"].split("/")[0] for row in rows}
-    assert {entry.name for entry in mixed.iterdir()} == tops | {"manifest.csv"}
-    assert all((mixed / top).is_symlink() for top in tops)
-    assert (mixed / "lfw" / "Ada_Lovelace" / "Ada_Lovelace_0001.jpg").is_file()
+    assert sorted(entry.name for entry in mixed.iterdir()) == ["manifest.csv", "roots.json"]
+    assert roots(mixed) == {**{top: portrait_folder.resolve() / top for top in tops - {"lfw"}},
+                            "lfw": roots(lfw)["lfw"]}
+    assert image_file(mixed, "lfw/Ada_Lovelace/Ada_Lovelace_0001.jpg").is_file()
     assert len(list_images(mixed)) == len(list_images(portrait_folder)) + len(list_images(lfw))
     assert (lfw / "manifest.csv").read_bytes() == lfw_manifest
 
@@ -197,8 +204,9 @@ def test_mixed_portrait_dir_is_reused_and_made_again_when_a_source_changed(tmp_p
         handle.write("two/0.jpg,b:dee,RGB\n")
     mixed_portrait_dir([first, second], tmp_path / "mixed")
     assert [row["person_id"] for row in read_manifest(mixed)][-1] == "b:dee"
-    mixed_portrait_dir([first], tmp_path / "mixed")  # a source left out: its link goes
-    assert sorted(entry.name for entry in mixed.iterdir()) == ["manifest.csv", "one"]
+    mixed_portrait_dir([first], tmp_path / "mixed")  # a source left out: its root goes
+    assert sorted(entry.name for entry in mixed.iterdir()) == ["manifest.csv", "roots.json"]
+    assert set(roots(mixed)) == {"one"}
     assert sorted(path.name for path in second.rglob("*")) == ["0.jpg", "manifest.csv", "two"]
 
 
@@ -219,7 +227,7 @@ def test_mixed_portrait_dir_refuses_clashing_names_and_a_target_holding_files_of
     assert (tmp_path / "mine" / "holiday.jpg").read_bytes() == b"mine"
 
 
-def test_a_mixed_folders_images_are_listed_cleaned_and_prepared_through_the_links(
+def test_a_mixed_folders_images_are_listed_cleaned_and_prepared_from_their_roots(
         tmp_path, cache):
     first = small_source(tmp_path / "first", "one", ["ann", "bob", "cy"], "a")
     fake_lfw(tmp_path / "sklearn_data")
@@ -231,11 +239,12 @@ def test_a_mixed_folders_images_are_listed_cleaned_and_prepared_through_the_link
     prepared = prepare(report.kept, 32, root=mixed, progress=False)
 
     assert report.kept == files and len(files) == 13
-    assert prepared.names == [path.relative_to(mixed).as_posix() for path in files]
-    # The cache is keyed by the files linked to: the same files reached directly (in the
-    # same order, under the same names) reuse it.
-    direct = prepare([lfw / path.relative_to(mixed) for path in files[3:]], 32, root=lfw,
-                     progress=False)
+    assert prepared.names == [name_in(mixed, path) for path in files]
+    assert prepared.names[:3] == ["one/0.jpg", "one/1.jpg", "one/2.jpg"]
+    assert all(name.startswith("lfw/") for name in prepared.names[3:])
+    # The cache is keyed by the files: the same files reached through the LFW folder (in
+    # the same order, under the same names) reuse it.
+    direct = prepare(files[3:], 32, root=lfw, progress=False)
     again = prepare(files[3:], 32, root=mixed, progress=False)
     assert again.folder == direct.folder and again.names == direct.names
 
@@ -271,3 +280,21 @@ def test_load_portraits_trains_on_every_mixed_source_and_splits_them_by_person(
                 or people["val"] & people["test"])
     assert len(data.indices("val", "lfw")) + len(data.indices("test", "lfw")) \
         + len(data.indices("train", "lfw")) == (data.sources == "lfw").sum()
+
+
+def test_lfw_and_a_mix_are_made_where_links_are_refused_as_on_google_drive(
+        tmp_path, cache, portrait_folder, monkeypatch):
+    refuse_links(monkeypatch)
+    fake_lfw(tmp_path / "sklearn_data")
+    lfw = lfw_portraits(tmp_path / "sklearn_data", download_if_missing=False, progress=False)
+    mixed = mixed_portrait_dir([portrait_folder, lfw], tmp_path / "mixed")
+    assert len(list_images(mixed)) == len(list_images(portrait_folder)) + len(list_images(lfw))
+
+
+def test_a_folder_left_with_links_by_an_earlier_version_is_remade_without_them(tmp_path):
+    first = small_source(tmp_path / "first", "one", ["ann", "bob"], "a")
+    (tmp_path / "mixed").mkdir()
+    (tmp_path / "mixed" / "one").symlink_to(first / "one")
+    mixed = mixed_portrait_dir([first], tmp_path / "mixed")
+    assert sorted(entry.name for entry in mixed.iterdir()) == ["manifest.csv", "roots.json"]
+    assert sorted(path.name for path in (first / "one").iterdir()) == ["0.jpg", "1.jpg"]

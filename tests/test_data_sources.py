@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from conftest import photo_file
 
 from koala_lib import data
+from koala_lib.data.sources import list_images, name_in
 
 
 def test_wrong_data_dir_is_a_clear_error(monkeypatch, tmp_path):
@@ -114,3 +117,32 @@ def test_a_manifest_in_another_encoding_or_unreadable_says_how_to_save_it(tmp_pa
     manifest.write_text("path,person_id\na.png," + "x" * 200_000 + "\n")
     with pytest.raises(ValueError, match="row 2.*field larger than field limit"):
         data.list_images(manifest.parent)
+
+
+def test_roots_json_places_a_top_level_name_in_another_folder_and_rows_stay_inside_it(
+        tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "a").mkdir(parents=True)
+    photo_file(elsewhere / "a" / "x.jpg", 1)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "manifest.csv").write_text("path\nfar/a/x.jpg\nfar/a/gone.jpg\n")
+    (folder / "roots.json").write_text(json.dumps({"far": str(elsewhere)}))
+
+    assert list_images(folder) == [elsewhere / "a" / "x.jpg"]  # the missing one said, left out
+    assert name_in(folder, elsewhere / "a" / "x.jpg") == "far/a/x.jpg"
+    with pytest.raises(ValueError, match="not in the portrait folder"):
+        name_in(folder, tmp_path / "other.jpg")
+    (folder / "manifest.csv").write_text("path\nfar/../../secret.jpg\n")
+    with pytest.raises(ValueError, match="not a file inside"):
+        list_images(folder)
+
+
+@pytest.mark.parametrize("roots_text", ['{"far": "relative/folder"}', '["far"]',
+                                        '{"a/b": "/x"}', "not json"])
+def test_a_roots_file_that_is_not_names_to_absolute_folders_is_a_value_error_naming_it(
+        tmp_path, roots_text):
+    (tmp_path / "manifest.csv").write_text("path\nfar/x.jpg\n")
+    (tmp_path / "roots.json").write_text(roots_text)
+    with pytest.raises(ValueError, match="roots.json"):
+        list_images(tmp_path)

@@ -10,8 +10,9 @@ the funneled set (about 200 MB, once) into
 ``<data_home>/lfw_home/lfw_funneled/<Person_Name>/<Person_Name>_0001.jpg`` (250x250 JPEGs).
 It asks scikit-learn for tiny images only (all 13,233 at 250x250 in float32 would take
 10 GB of memory, most of Colab's 12.7 GB), then makes a portrait folder of the JPEG files
-themselves: ``manifest.csv`` in koala's format and ``lfw/``, a link to scikit-learn's
-folder (nothing is copied). Only scikit-learn writes into ``data_home``.
+themselves: ``manifest.csv`` in koala's format, its rows ``lfw/<Person_Name>/...``, and
+``roots.json``, which says that ``lfw/`` is scikit-learn's folder (nothing is copied, and no
+link is made: Google Drive refuses them). Only scikit-learn writes into ``data_home``.
 
 **Offline** (``download_if_missing=False``) scikit-learn needs, in ``<data_home>/lfw_home``:
 ``pairsDevTrain.txt``, ``pairsDevTest.txt`` and ``pairs.txt`` (it checks only that they are
@@ -26,18 +27,19 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import os
 import urllib.error
 from numbers import Integral
 from pathlib import Path
 
 from koala_lib import environment
-from koala_lib.data.sources import NoPortraitsError, read_manifest
+from koala_lib.data.sources import ROOTS_FILE, NoPortraitsError, read_manifest, roots
 
 PAIRS_FILES = ("pairsDevTrain.txt", "pairsDevTest.txt", "pairs.txt")  # scikit-learn checks
 FUNNELED = "lfw_funneled"
 ARCHIVE = "lfw-funneled.tgz"
-LINK = "lfw"  # the top-level folder: what PortraitData.sources calls these images
+TOP = "lfw"  # the top-level folder: what PortraitData.sources calls these images
 RESIZE = 0.02  # scikit-learn's copy in memory: 5x5 pixels a photo, 4 MB for all of LFW
 SOURCE = "LFW (funneled), via scikit-learn"
 LICENCE = "unknown: news photographs collected by LFW (research use)"
@@ -120,24 +122,22 @@ def _fetch(lfw_home: Path, data_home: Path, download: bool, min_faces: int, prog
 
 def _write_folder(folder: Path, photos: Path, persons: dict[str, list[str]],
                   progress: bool) -> None:
-    """``folder/lfw`` linked to ``photos``; ``folder/manifest.csv`` written last (a folder
-    cut short has none, and is made again)."""
+    """``folder/roots.json`` (``lfw/`` is ``photos``); ``folder/manifest.csv`` written last
+    (a folder cut short has none, and is made again)."""
     from PIL import Image
     from tqdm.auto import tqdm
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "manifest.csv").unlink(missing_ok=True)
-    link = folder / LINK
-    if link.is_symlink():
-        link.unlink()
-    elif link.exists():
-        raise FileExistsError(f"{link} is not the link this function makes: delete it, and "
-                              "call lfw_portraits() again.")
-    try:
-        link.symlink_to(photos, target_is_directory=True)
-    except OSError as error:  # Windows without the right to make links
-        raise OSError(f"cannot link {link} to {photos} ({error}): this needs a system that "
-                      "allows symbolic links (Linux, macOS, Colab).") from error
+    old_link = folder / TOP
+    if old_link.is_symlink():  # what earlier versions made: the link goes, not the photos
+        old_link.unlink()
+    elif old_link.exists():
+        raise FileExistsError(f"{old_link} is not koala's: delete it, and call "
+                              "lfw_portraits() again.")
+    partial = folder / (ROOTS_FILE + ".part")
+    partial.write_text(json.dumps({TOP: str(photos)}), encoding="utf-8")
+    partial.replace(folder / ROOTS_FILE)
     files = [(person, name) for person, names in persons.items() for name in names]
     partial = folder / "manifest.csv.part"
     with partial.open("w", newline="", encoding="utf-8") as handle:
@@ -146,24 +146,29 @@ def _write_folder(folder: Path, photos: Path, persons: dict[str, list[str]],
         for person, name in tqdm(files, desc="listing LFW", unit="img", disable=not progress):
             with Image.open(photos / person / name) as image:  # reads the header only
                 (width, height), mode = image.size, image.mode
-            writer.writerow([f"{LINK}/{person}/{name}", SOURCE, f"lfw:{person}", width,
+            writer.writerow([f"{TOP}/{person}/{name}", SOURCE, f"lfw:{person}", width,
                              height, mode, LICENCE, ATTRIBUTION])
     partial.replace(folder / "manifest.csv")
 
 
 def _reusable(folder: Path, photos: Path, persons: dict[str, list[str]] | None) -> bool:
-    link = folder / LINK
-    if persons is None or not (folder / "manifest.csv").is_file() or not link.is_symlink():
+    if persons is None or not (folder / "manifest.csv").is_file() \
+            or (folder / TOP).is_symlink():
         return False
-    expected = [f"{LINK}/{person}/{name}" for person, names in persons.items()
+    try:
+        if roots(folder) != {TOP: photos}:
+            return False
+    except ValueError:  # a damaged roots.json: made again
+        return False
+    expected = [f"{TOP}/{person}/{name}" for person, names in persons.items()
                 for name in names]
-    return (link.readlink() == photos
-            and [row["path"] for row in read_manifest(folder)] == expected)
+    return [row["path"] for row in read_manifest(folder)] == expected
 
 
 def lfw_portraits(data_home=None, download_if_missing: bool = True,
                   min_faces_per_person: int = 0, progress: bool = True) -> Path:
-    """A portrait folder of LFW's funneled photos (``manifest.csv`` and ``lfw/``), made once.
+    """A portrait folder of LFW's funneled photos (``manifest.csv`` and ``roots.json``),
+    made once.
 
     ``data_home`` is scikit-learn's data folder (default ``<cache>/lfw``); the portrait
     folder is under ``<cache>/lfw``, one for each ``data_home`` and

@@ -20,7 +20,7 @@ import numpy as np
 from koala_lib.data.cache import EmbeddingCache
 from koala_lib.data.cleaning import clean
 from koala_lib.data.prepare import PreparedSet, prepare, stop_a_worker_importing_main
-from koala_lib.data.sources import list_images, portrait_dir
+from koala_lib.data.sources import image_file, list_images, portrait_dir
 from koala_lib.data.split import person_ids, plural, split_by_person
 
 
@@ -63,6 +63,10 @@ class PortraitData:
     @property
     def image_size(self) -> int:
         return self.prepared.size
+
+    def file(self, name: str) -> Path:
+        """The image file of the prepared name ``name`` (a mixed folder's live elsewhere)."""
+        return image_file(self.folder, name)
 
     def indices(self, split: str, source: str | None = None) -> np.ndarray:
         chosen = self.splits[split]
@@ -145,8 +149,8 @@ def load_portraits(extractor, folder=None, image_size: int = 224, images: int | 
             "manifest.csv's person_id column (images that share a person_id are one person).")
     prepared = prepare(report.kept, image_size, root=folder, progress=progress)
     position = {name: i for i, name in enumerate(prepared.names)}
-    splits = {name: np.array(sorted(position[p.relative_to(folder).as_posix()] for p in paths),
-                             dtype=np.int64)
+    by_file = dict(zip(report.kept, prepared.names, strict=True))
+    splits = {name: np.array(sorted(position[by_file[p]] for p in paths), dtype=np.int64)
               for name, paths in split_paths.items()}
     return PortraitData(folder, prepared, embed_prepared(prepared, extractor, progress), splits,
                         top_folders(prepared.names), extractor_description(extractor))

@@ -50,6 +50,7 @@ import numpy as np
 
 from koala_lib import color, environment
 from koala_lib.data.images import CROP_POLICY, read_rgb, square_crop_resize
+from koala_lib.data.sources import name_in, roots
 from koala_lib.environment import cache_dir
 
 POLICY = CROP_POLICY
@@ -154,12 +155,12 @@ class LightnessView:
 
 
 def _names(paths, root) -> list[str]:
-    """The names a prepared set stores: relative to ``root`` (without following links), or
-    the file names."""
+    """The names a prepared set stores: as ``root``'s manifest names the files (relative to
+    it, or under one of its roots), or the file names."""
     if not root:
         return [Path(path).name for path in paths]
-    base = os.path.abspath(root)
-    return [Path(os.path.abspath(path)).relative_to(base).as_posix() for path in paths]
+    root_roots = roots(root)
+    return [name_in(root, path, root_roots) for path in paths]
 
 
 def cache_key(paths, size: int, names=None) -> str:

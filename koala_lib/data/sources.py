@@ -19,12 +19,21 @@ person), ``license`` and ``mode`` (``RGB`` for colour). Comma- or semicolon-sepa
 spreadsheet's export), byte-order mark or not; header names are read without case or
 surrounding spaces. A manifest without ``path`` or with a path outside the folder is a
 ValueError that names it; rows naming files that are not there are left out, in one line.
+
+**roots.json.** A folder whose images live in other folders (LFW's photos where scikit-learn
+keeps them, a mix of sources: :func:`mixed_portrait_dir`) says where, beside its manifest:
+``{"lfw": "/abs/.../lfw_funneled"}`` means that the manifest's ``lfw/...`` rows are read
+from that folder (:func:`image_file`), still without leaving it. No symbolic links: Google
+Drive's mount refuses them (errno 95). Use portrait folders you trust: their roots name
+folders on your disk.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
+import os
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -37,6 +46,7 @@ from koala_lib.data.images import is_image_file, read_rgb
 MANIFEST_COLUMNS = ("path",)  # required; "person_id", "license" and "mode" are optional
 DELIMITERS = (",", ";", "\t")
 MISSING_SHOWN = 3  # missing files named in the notice
+ROOTS_FILE = "roots.json"
 
 
 class NoPortraitsError(FileNotFoundError):
@@ -139,11 +149,55 @@ def read_manifest(folder: Path) -> list[dict[str, str]]:
     return rows
 
 
-def _present(folder: Path, files: list[Path]) -> list[Path]:
+def roots(folder) -> dict[str, Path]:
+    """The top-level names of ``folder`` whose files live in another folder (its
+    ``roots.json``): {name: absolute folder}; {} without one. A roots file that is not
+    such a mapping is a ValueError that names it."""
+    path = Path(folder) / ROOTS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not JSON ({error}): it should map top-level names to "
+                         "absolute folders, e.g. {\"lfw\": \"/data/lfw_funneled\"}.") from None
+    if not isinstance(value, dict) or not all(
+            isinstance(name, str) and isinstance(where, str) and name not in ("", ".", "..")
+            and "/" not in name and "\\" not in name and os.path.isabs(where)
+            for name, where in value.items()):
+        raise ValueError(f"{path} should map top-level names (no slashes) to absolute "
+                         "folders, e.g. {\"lfw\": \"/data/lfw_funneled\"}.")
+    return {name: Path(where) for name, where in value.items()}
+
+
+def image_file(folder, name: str, folder_roots: dict[str, Path] | None = None) -> Path:
+    """The file of the manifest path ``name`` in ``folder``: under the folder, or under the
+    root its top-level name has in ``roots.json`` (``folder_roots``: read once by callers
+    that look up many names)."""
+    folder_roots = roots(folder) if folder_roots is None else folder_roots
+    top, _, rest = name.partition("/")
+    return folder_roots[top] / rest if rest and top in folder_roots else Path(folder) / name
+
+
+def name_in(folder, path, folder_roots: dict[str, Path] | None = None) -> str:
+    """The manifest path of the file ``path`` in ``folder`` (the inverse of
+    :func:`image_file`); a ValueError for a file that is in neither."""
+    folder_roots = roots(folder) if folder_roots is None else folder_roots
+    absolute = Path(os.path.abspath(path))
+    for top, base in [("", Path(folder)), *folder_roots.items()]:
+        try:
+            relative = absolute.relative_to(os.path.abspath(base)).as_posix()
+        except ValueError:
+            continue
+        return f"{top}/{relative}" if top else relative
+    raise ValueError(f"{path} is not in the portrait folder {folder} nor in its roots.")
+
+
+def _present(folder: Path, files: list[tuple[str, Path]]) -> list[Path]:
     """The files that exist; the others are left out, said in one line (a manifest that
     names files that were deleted or not downloaded)."""
-    present = [path for path in files if path.is_file()]
-    missing = [path.relative_to(folder).as_posix() for path in files if not path.is_file()]
+    present = [path for _, path in files if path.is_file()]
+    missing = [name for name, path in files if not path.is_file()]
     if missing:
         shown = ", ".join(missing[:MISSING_SHOWN]) + (", ..." if len(missing) > MISSING_SHOWN
                                                      else "")
@@ -153,12 +207,15 @@ def _present(folder: Path, files: list[Path]) -> list[Path]:
 
 
 def list_images(folder: Path, colour_only: bool = True) -> list[Path]:
-    """Image files under ``folder``, sorted. With a manifest, the files of its rows that
-    exist (the missing ones said in one line); with ``colour_only``, RGB rows only."""
+    """Image files of ``folder``, sorted. With a manifest, the files of its rows that
+    exist (the missing ones said in one line; ``roots.json`` says where rows of other
+    folders are); with ``colour_only``, RGB rows only."""
     folder = Path(folder)
     rows = read_manifest(folder)
     if rows:
-        return _present(folder, [folder / row["path"] for row in rows if not colour_only
+        folder_roots = roots(folder)
+        return _present(folder, [(row["path"], image_file(folder, row["path"], folder_roots))
+                                 for row in rows if not colour_only
                                  or (row.get("mode") or "RGB").upper() == "RGB"])
     return sorted(path for path in folder.rglob("*") if is_image_file(path) and path.is_file())
 
@@ -179,9 +236,10 @@ def sample_portrait(name: str | None = None, verbose: bool = True) -> Portrait:
     folder = portrait_dir()
     if folder is not None:
         images = _images_in(folder)
-        path = folder / name if name and (folder / name).is_file() else images[0]
+        named = image_file(folder, name) if name else None
+        path = named if named is not None and named.is_file() else images[0]
         licences = {row["path"]: row.get("license", "") for row in read_manifest(folder)}
-        relative = path.relative_to(folder).as_posix()
+        relative = name_in(folder, path)
         portrait = Portrait(read_rgb(path), relative, describe_source(folder),
                             licences.get(relative, ""))
     else:
@@ -203,32 +261,40 @@ def sample_portraits(count: int, seed: int = 0, verbose: bool = True) -> list[Po
     images = _images_in(folder)
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(images), size=min(count, len(images)), replace=False)
-    portraits = [Portrait(read_rgb(images[i]), images[i].relative_to(folder).as_posix(),
+    portraits = [Portrait(read_rgb(images[i]), name_in(folder, images[i]),
                           str(folder), "") for i in sorted(chosen)]
     if verbose:
         print(f"{len(portraits)} portraits from {describe_source(folder)}")
     return portraits
 
 
-def mixed_portrait_dir(folders, target) -> Path:
-    """One portrait folder for several sources, so that training sees them all: ``target``'s
-    top-level entries are links to the folders' own (``us_congress/``, ``uk_parliament/``,
-    ``lfw/``...), and its ``manifest.csv`` merges their manifests (the paths stay the same,
-    the person ids as they are: keep them namespaced, ``us:``, ``lfw:``, so that two
-    sources never share a person). ``PortraitData.sources`` (each image's top-level folder)
-    then tells the sources apart. A folder without a manifest brings its images with no
-    person ids.
+def _write_replacing(path: Path, content: bytes) -> None:
+    """``path`` holds ``content`` whole or keeps what it held: written beside, then renamed."""
+    partial = path.with_name(path.name + ".part")
+    partial.write_bytes(content)
+    partial.replace(path)
 
-    The folders are never written to. ``target`` holds only links and the manifest; it is
-    remade when the merged manifest or a link would differ, else reused. A ``target``
-    holding anything else (files of yours) is never emptied: that is a ValueError, and so
-    are two folders with a top-level entry of the same name (a link can point at one).
+
+def mixed_portrait_dir(folders, target) -> Path:
+    """One portrait folder for several sources, so that training sees them all: ``target``
+    holds a ``manifest.csv`` that merges the folders' manifests (the paths stay the same,
+    the person ids as they are: keep them namespaced, ``us:``, ``lfw:``, so that two
+    sources never share a person) and a ``roots.json`` that says in which folder each
+    top-level name lives (``us_congress/``, ``uk_parliament/``, ``lfw/``...): nothing is
+    copied, and no link is made (Google Drive refuses them). ``PortraitData.sources`` (each
+    image's top-level folder) then tells the sources apart. A folder without a manifest
+    brings its images with no person ids.
+
+    The folders are never written to. ``target`` holds only those two files; they are
+    rewritten when they would differ, else reused. A ``target`` holding anything else
+    (files of yours) is never emptied: that is a ValueError, and so are two folders with
+    a top-level entry of the same name (a name can live in one folder only).
     """
     target = Path(target).absolute()
     sources = [Path(folder).absolute() for folder in folders]
     if not sources:
         raise ValueError("no folders to mix: give at least one portrait folder.")
-    links: dict[str, Path] = {}  # top-level name in target -> what it links to
+    places: dict[str, Path] = {}  # top-level name in target -> the folder it lives in
     owners: dict[str, Path] = {}
     columns, rows = ["path"], []
     for folder in sources:
@@ -241,6 +307,7 @@ def mixed_portrait_dir(folders, target) -> Path:
                              "mixes (they are never written to).")
         if real in owners.values():
             raise ValueError(f"{folder} is given twice: mix each portrait folder once.")
+        folder_roots = roots(folder)
         found = read_manifest(folder) or [{"path": path.relative_to(folder).as_posix()}
                                           for path in list_images(folder, colour_only=False)]
         if not found:
@@ -248,46 +315,45 @@ def mixed_portrait_dir(folders, target) -> Path:
                              "files): nothing to mix.")
         for row in found:
             top = row["path"].split("/")[0]
-            if top.lower().startswith("manifest.csv"):
+            if top.lower().startswith(("manifest.csv", ROOTS_FILE)) or "/" not in row["path"]:
                 raise ValueError(f"{folder}'s manifest names {row['path']!r}: a mixed folder "
-                                 "keeps that name for its own manifest.")
+                                 "needs each image in a top-level folder, and keeps "
+                                 "manifest.csv and roots.json for itself.")
             if owners.setdefault(top, real) != real:
                 raise ValueError(f"{owners[top]} and {folder} both hold {top!r}: a mixed "
-                                 f"folder can link that name to one of them. Mix them "
+                                 f"folder can take that name from one of them. Mix them "
                                  "separately, or make a folder whose top-level entry has "
                                  "another name (its manifest's paths changed to match).")
-            links[top] = real / top
+            places[top] = folder_roots.get(top, real / top)
             columns += [name for name in row if name not in columns]
             rows.append(row)
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(columns)
     writer.writerows([row.get(name, "") for name in columns] for row in rows)
-    manifest = target / "manifest.csv"
+    manifest, roots_file = target / "manifest.csv", target / ROOTS_FILE
+    roots_text = json.dumps({name: str(place) for name, place in places.items()}, indent=1)
     if target.exists():
         if not target.is_dir():
             raise ValueError(f"{target} is a file, not a folder: choose another target.")
+        # Links are what earlier versions made here: they go, never what they point at.
+        ours = {"manifest.csv", "manifest.csv.part", ROOTS_FILE, ROOTS_FILE + ".part"}
         theirs = sorted(entry.name for entry in target.iterdir()
-                        if not entry.is_symlink()
-                        and entry.name not in ("manifest.csv", "manifest.csv.part"))
+                        if not entry.is_symlink() and entry.name not in ours)
         if theirs:
             raise ValueError(f"{target} holds {', '.join(theirs[:MISSING_SHOWN])}, which "
                              "mixed_portrait_dir did not make: choose a new or empty folder "
                              "as the target (it is never emptied).")
-        present = {entry.name: entry.readlink() for entry in target.iterdir()
-                   if entry.is_symlink()}
-        if present == links and manifest.is_file() and not manifest.is_symlink() \
-                and manifest.read_bytes() == text.getvalue().encode():
+        if manifest.is_file() and roots_file.is_file() \
+                and manifest.read_bytes() == text.getvalue().encode() \
+                and roots_file.read_text(encoding="utf-8") == roots_text \
+                and not any(entry.is_symlink() for entry in target.iterdir()):
             return target
     target.mkdir(parents=True, exist_ok=True)
     manifest.unlink(missing_ok=True)  # first: a rebuild cut short is redone next time
     for entry in target.iterdir():
-        if entry.is_symlink() and links.get(entry.name) != entry.readlink():
-            entry.unlink()  # the link only: never what it points at
-    for name, source in links.items():
-        if not (target / name).is_symlink():
-            (target / name).symlink_to(source, target_is_directory=source.is_dir())
-    partial = target / "manifest.csv.part"
-    partial.write_bytes(text.getvalue().encode())
-    partial.replace(manifest)
+        if entry.is_symlink():
+            entry.unlink()
+    _write_replacing(roots_file, roots_text.encode())
+    _write_replacing(manifest, text.getvalue().encode())
     return target

@@ -13,7 +13,6 @@ to a measured number.
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass
@@ -21,16 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
-from koala_lib.data.sources import read_manifest
+from koala_lib.data.sources import name_in, read_manifest, roots
 
 SPLITS = ("train", "val", "test")
 
 
-def _relative(path, root: Path) -> Path:
-    """``path`` relative to ``root``, without following links first: a mixed folder
-    (:func:`~koala_lib.data.sources.mixed_portrait_dir`) reaches its images through links."""
+def _relative(path, root: Path, root_roots: dict[str, Path]) -> Path:
+    """``path`` as ``root``'s manifest names it (:func:`~koala_lib.data.sources.name_in`:
+    a mixed folder's images live in other folders), else relative to ``root`` once links
+    are followed."""
     try:
-        return Path(os.path.abspath(path)).relative_to(os.path.abspath(root))
+        return Path(name_in(root, path, root_roots))
     except ValueError:
         return Path(path).resolve().relative_to(Path(root).resolve())
 
@@ -44,7 +44,8 @@ def person_ids(paths, root) -> list[str]:
     """
     root = Path(root)
     by_path = {row["path"]: row.get("person_id", "") for row in read_manifest(root)}
-    relatives = [_relative(path, root) for path in paths]
+    root_roots = roots(root)
+    relatives = [_relative(path, root, root_roots) for path in paths]
     ids = [by_path.get(relative.as_posix()) or "" for relative in relatives]
     unknown = [i for i, person in enumerate(ids) if not person]
     folders = {relatives[i].parent.as_posix() for i in unknown}
