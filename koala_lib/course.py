@@ -5,7 +5,10 @@ of three profiles (:func:`resolve_profile`) and returns its :class:`CourseSettin
 
 * ``ci``  -- tiny and fast: the regression run in CI (``KOALA_PROFILE=ci``, or ``CI`` set);
 * ``cpu`` -- a small run that finishes in minutes on a laptop (no GPU visible);
-* ``gpu`` -- the real run (a GPU is visible).
+* ``gpu`` -- the real run (a GPU is visible), what Colab's badges run;
+* ``ci_gpu`` -- chosen by name only: the ``gpu`` profile's switches (Inception-ResNet-v2,
+  widgets, LFW, tf_flowers, the extractor comparison, float16) at the ``ci`` profile's sizes,
+  so that CI runs every branch Colab takes (the extractor untrained: no download).
 
 Every size any notebook uses is a field of :class:`CourseSettings`, so a profile makes a run
 small through its settings, never through ``if profile == ...`` in the teaching code. The
@@ -34,9 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from koala_lib import environment
+from koala_lib import budget, environment
 
-PROFILES = ("ci", "cpu", "gpu")
+PROFILES = ("ci", "ci_gpu", "cpu", "gpu")
 MODEL_PREFERENCE = ("gpu", "cpu", "ci")  # the default model: the best-trained one found
 
 
@@ -75,6 +78,7 @@ class CourseSettings:
     extractor_weights: str
     progress: bool  # progress bars (off where nobody watches)
     widgets: bool  # interactive widgets (01's explorer, 06's epoch slider and TensorBoard)
+    precision: str  # training precision (koala_lib.train.PRECISIONS)
     # 01: portraits averaged for the dataset's mean a,b
     mean_portraits: int
     # 02: files cleaned (None: all) and the prepared size
@@ -104,6 +108,7 @@ class CourseSettings:
     photo_step: int  # 1: your photo at full size; N: every Nth pixel (keeps files small)
     # 09: beyond the report
     lfw: bool  # LFW mixed into the portraits (downloaded through scikit-learn)
+    lfw_min_faces: int  # only LFW persons with at least this many photos
     cross_source_epochs: int  # each model trained on one source, scored on the other
     full_size_portraits: int  # measured at full resolution for the upsampling
     # 10: learning rates, regularisation, ablations, other images, video
@@ -115,6 +120,7 @@ class CourseSettings:
     study_seeds: int
     compare_extractors: bool  # Inception-ResNet-v2 against MobileNetV2 (needs the internet)
     scenes: str  # other images: "skimage" (offline) or "tf_flowers" (online)
+    scene_images: int | None  # tf_flowers photos taken (None: all)
     scene_epochs: int
     video_seconds: float
     # time estimates: notebook 06's training rate on the profile's usual machine
@@ -126,18 +132,20 @@ class CourseSettings:
         from koala_lib.train import TrainConfig
 
         values = {"image_size": self.image_size, "batch_size": self.batch_size,
-                  "epochs": self.epochs}
+                  "epochs": self.epochs, "precision": self.precision}
         return TrainConfig(**{**values, **overrides})
 
     def load_extractor(self, name: str = "profile", verbose: bool = True):
         """The profile's extractor, or ``name`` ("mobilenet_v2", "inception_resnet_v2"),
-        with its usual weights or those named after a colon: ``"inception_resnet_v2:random"``
-        (offline machines: the same architecture and cost, untrained)."""
+        with the profile's weights when it is the profile's extractor, else its usual ones,
+        or those named after a colon: ``"inception_resnet_v2:random"`` (offline machines:
+        the same architecture and cost, untrained)."""
         from koala_lib.features import load_extractor
 
-        if name == "profile":
-            return load_extractor(self.extractor, self.extractor_weights, verbose=verbose)
-        name, _, weights = name.partition(":")
+        name, _, weights = (f"{self.extractor}:{self.extractor_weights}" if name == "profile"
+                            else name).partition(":")
+        if not weights and name == self.extractor:
+            weights = self.extractor_weights
         weights = {"": "auto", "random": None}.get(weights, weights)
         return load_extractor(name, weights, verbose=verbose)
 
@@ -171,13 +179,18 @@ def settings_for(profile: str = "auto") -> CourseSettings:
 
 
 DRIVE_MOUNT = Path("/content/drive")
-DRIVE_FOLDER = DRIVE_MOUNT / "MyDrive" / "koala"  # cache, build and figures on Colab
+DRIVE_FOLDER = DRIVE_MOUNT / "MyDrive" / "koala"  # models, results, figures, embeddings
+LOCAL_FOLDER = Path("/content/koala_cache")  # the runtime's disk: data, runs in progress
 
 
 def use_drive(drive="auto") -> Path | None:
-    """Mount Google Drive on Colab and keep the course's folders there (they then survive
-    disconnects and are shared by every notebook's fresh runtime). ``drive``: ``"auto"``
-    (on Colab only), True or False. Returns the folder used, or None."""
+    """Mount Google Drive on Colab and keep there what must survive the runtime and pass to
+    the next notebook: models, results, figures and the embedding cache
+    (:func:`koala_lib.environment.use_course_folders`). The work (portraits, prepared
+    arrays, run folders with their checkpoints) stays on the runtime's own disk: Drive reads
+    small files slowly and keeps deleted ones in its Trash, within the 15 GB quota.
+    ``drive``: ``"auto"`` (on Colab only), True or False. Returns the Drive folder, or
+    None."""
     wanted = environment.in_colab() if drive == "auto" else bool(drive)
     if not wanted:
         return None
@@ -188,19 +201,39 @@ def use_drive(drive="auto") -> Path | None:
     from google.colab import drive as colab_drive
 
     colab_drive.mount(str(DRIVE_MOUNT))
-    chosen = environment.use_course_folder(DRIVE_FOLDER)
-    print(f"Google Drive: {', '.join(chosen) or 'the KOALA_* folders already set'} -> "
-          f"{DRIVE_FOLDER} (kept across sessions and notebooks)")
+    chosen = environment.use_course_folders(DRIVE_FOLDER, LOCAL_FOLDER)
+    print(f"Google Drive: {', '.join(chosen) or 'the KOALA_* folders already set'}; models, "
+          f"results, figures and embeddings in {DRIVE_FOLDER} (kept across sessions and "
+          f"notebooks), portraits and runs in progress in {LOCAL_FOLDER} (this runtime's)")
     return DRIVE_FOLDER
 
 
-def setup(profile: str = "auto", drive="auto", portraits: bool = True) -> CourseSettings:
+def finish() -> None:
+    """The last cell of a notebook that hands files to the next: on Colab, write what is
+    still buffered to Google Drive (``drive.flush_and_unmount``), so that the next
+    notebook's fresh runtime finds this one's model and results whole."""
+    if not (environment.in_colab() and DRIVE_MOUNT.joinpath("MyDrive").is_dir()):
+        print("Nothing to flush: no Google Drive mounted here.")
+        return
+    from google.colab import drive as colab_drive
+
+    colab_drive.flush_and_unmount()
+    print("Google Drive flushed and unmounted: the next notebook finds this one's files. "
+          "To go on here, run the setup cell again.")
+
+
+def setup(profile: str = "auto", drive="auto", portraits: bool = True,
+          notebook: str | None = None) -> CourseSettings:
     """The one setup call of every notebook: Google Drive on Colab (:func:`use_drive`), the
-    settings of ``profile`` (``auto`` resolved), printed with the environment, and the
-    portraits, downloaded now if a fresh runtime has none (``portraits=True``)."""
+    settings of ``profile`` (``auto`` resolved), printed with the environment and, for a
+    ``notebook`` (its name, e.g. ``"06_training_on_gpu"``), how long it takes on a free
+    Colab T4 (:mod:`koala_lib.budget`), and the portraits, downloaded now if a fresh
+    runtime has none (``portraits=True``)."""
     use_drive(drive)
     settings = settings_for(profile)
     print(settings.describe())
+    if notebook is not None:
+        print(budget.describe(SETTINGS["gpu"], notebook))
     print(environment.current().describe())
     if portraits:
         from koala_lib.data.sources import NoPortraitsError, portrait_dir
@@ -251,7 +284,7 @@ def check_environment(min_keras: str = "3.5", gpu_needed: bool = True) -> dict[s
 def run_dir(profile: str, name: str = "06_training") -> Path:
     """The run folder of a notebook's training (``name``) in ``profile``; the same name
     resumes the run."""
-    return environment.build_dir() / "runs" / f"{name}_{profile}"
+    return environment.runs_dir() / f"{name}_{profile}"
 
 
 def start_from_run(source, target, data, config) -> bool:

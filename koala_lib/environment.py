@@ -9,8 +9,13 @@ variable                   meaning
 ``KOALA_CACHE_DIR``        slow-to-make, safe-to-reuse files (weights, prepared arrays, embeddings);
                            default ``~/.cache/koala``
 ``KOALA_BUILD_DIR``        runs, models, executed notebooks and recorded results; default
-                           ``<project>/build``
-``KOALA_FIG_DIR``          saved figures; default ``<project>/figures`` (tests: under build/)
+                           ``<project>/build`` (``<drive>/build`` with ``KOALA_DRIVE_DIR``)
+``KOALA_FIG_DIR``          saved figures; default ``<project>/figures`` (tests: under build/;
+                           ``<drive>/figures`` with ``KOALA_DRIVE_DIR``)
+``KOALA_DRIVE_DIR``        a folder that outlives the runtime but is slow to read and keeps
+                           what is deleted (Google Drive on Colab): the build folder, the
+                           figures and the embedding cache (small, slow to make) go there;
+                           run folders, whose checkpoints come and go, move to the cache
 ``KOALA_PROFILE``          ``ci``, ``cpu`` or ``gpu``: overrides a notebook's ``auto`` profile
 ``CI``                     set by CI services: ``auto`` means ``ci`` (unless it is 0/false/no/off)
 ``KERAS_BACKEND``          ``tensorflow`` (default), ``jax`` or ``torch``
@@ -34,7 +39,7 @@ from importlib import metadata
 from pathlib import Path
 
 VARIABLES = ("KOALA_DATA_DIR", "KOALA_CACHE_DIR", "KOALA_BUILD_DIR", "KOALA_FIG_DIR",
-             "KOALA_PROFILE", "CI", "KERAS_BACKEND", "KOALA_PORTRAIT_MIRROR")
+             "KOALA_DRIVE_DIR", "KOALA_PROFILE", "CI", "KERAS_BACKEND", "KOALA_PORTRAIT_MIRROR")
 _FALSE = {"", "0", "false", "no", "off"}
 
 
@@ -50,6 +55,7 @@ class Environment:
     ci: bool
     keras_backend: str
     portrait_mirror: str = ""
+    drive_dir: str = ""
 
     @property
     def batch_run(self) -> bool:
@@ -86,6 +92,7 @@ def current() -> Environment:
         ci=get("CI", "").strip().lower() not in _FALSE,
         keras_backend=get("KERAS_BACKEND", "tensorflow").strip() or "tensorflow",
         portrait_mirror=get("KOALA_PORTRAIT_MIRROR", "").strip(),
+        drive_dir=get("KOALA_DRIVE_DIR", "").strip(),
     )
 
 
@@ -100,18 +107,48 @@ def project_root(start: str | os.PathLike | None = None) -> Path:
     return here
 
 
+def drive_dir() -> Path | None:
+    """The folder that outlives the runtime (``KOALA_DRIVE_DIR``: Google Drive on Colab)."""
+    value = current().drive_dir
+    return Path(value).expanduser() if value else None
+
+
 def figures_dir() -> Path:
-    folder = Path(current().fig_dir or project_root() / "figures")
+    drive = drive_dir()
+    folder = Path(current().fig_dir or (drive / "figures" if drive else
+                                        project_root() / "figures"))
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
 def build_dir(create: bool = True) -> Path:
-    """Where runs and models go; ``create=False`` only looks (a command that finds no model
-    leaves no empty ``build/`` behind)."""
-    folder = Path(current().build_dir or project_root() / "build")
+    """Where models, results and executed notebooks go; ``create=False`` only looks (a
+    command that finds no model leaves no empty ``build/`` behind)."""
+    drive = drive_dir()
+    folder = Path(current().build_dir or (drive / "build" if drive else
+                                          project_root() / "build"))
     if create:
         folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def runs_dir() -> Path:
+    """Where run folders (checkpoints every epoch, deleted as newer ones come) go: the
+    build folder's ``runs/``, or the cache's with a Drive folder (a checkpoint deleted on
+    Drive sits in its Trash, counted against the quota)."""
+    folder = cache_dir("runs") if drive_dir() else build_dir() / "runs"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def embeddings_dir() -> Path:
+    """The embedding cache: on the Drive folder when there is one (a few MB, minutes to
+    make on a fresh runtime), else in the cache."""
+    drive = drive_dir()
+    if drive is None:
+        return cache_dir("embeddings")
+    folder = drive / "embeddings"
+    folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
@@ -121,17 +158,14 @@ def cache_dir(*parts: str) -> Path:
     return folder
 
 
-def use_course_folder(root, names=("KOALA_CACHE_DIR", "KOALA_BUILD_DIR", "KOALA_FIG_DIR")
-                      ) -> dict[str, str]:
-    """Point the cache, build and figure folders under ``root`` (Google Drive on Colab), for
-    this process and the notebooks it runs. A variable already set is left as it is.
-    Returns what was set."""
-    subfolder = {"KOALA_CACHE_DIR": "cache", "KOALA_BUILD_DIR": "build",
-                 "KOALA_FIG_DIR": "figures"}
+def use_course_folders(drive, local) -> dict[str, str]:
+    """Keep what must survive in ``drive`` (``KOALA_DRIVE_DIR``: Google Drive on Colab) and
+    do the work in ``local`` (``KOALA_CACHE_DIR``: the runtime's own disk), for this process
+    and the notebooks it runs. A variable already set is left as it is. Returns what was
+    set."""
     chosen = {}
-    for name in names:
+    for name, folder in (("KOALA_DRIVE_DIR", Path(drive)), ("KOALA_CACHE_DIR", Path(local))):
         if not os.environ.get(name, "").strip():
-            folder = Path(root) / subfolder[name]
             folder.mkdir(parents=True, exist_ok=True)
             os.environ[name] = chosen[name] = str(folder)
     return chosen

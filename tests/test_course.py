@@ -85,7 +85,7 @@ def test_record_results_merges_and_makes_values_plain(tmp_path):
 
 
 def test_every_profile_has_every_setting_and_ci_is_the_smallest():
-    ci, cpu, gpu = (course.SETTINGS[name] for name in course.PROFILES)
+    ci, cpu, gpu = (course.SETTINGS[name] for name in ("ci", "cpu", "gpu"))
     assert ci.extractor == cpu.extractor == "mobilenet_v2"  # offline: no network probing
     assert (gpu.extractor, gpu.extractor_weights) == ("inception_resnet_v2", "imagenet")
     assert ci.image_size < cpu.image_size < gpu.image_size == 224
@@ -93,6 +93,23 @@ def test_every_profile_has_every_setting_and_ci_is_the_smallest():
     assert not ci.progress and cpu.progress
     config = ci.train_config(seed=7)
     assert (config.image_size, config.batch_size, config.epochs, config.seed) == (32, 16, 3, 7)
+
+
+SWITCHES = ("extractor", "progress", "widgets", "lfw", "compare_extractors", "scenes")
+
+
+def test_ci_gpu_takes_every_switch_of_gpu_at_the_sizes_of_ci():
+    ci, ci_gpu, gpu = (course.SETTINGS[name] for name in ("ci", "ci_gpu", "gpu"))
+    for name, value in vars(ci_gpu).items():
+        if name in SWITCHES:
+            assert value == getattr(gpu, name), name
+        elif name not in ("profile", "extractor_weights", "precision"):
+            assert value == getattr(ci, name), name
+    # Offline, the same network untrained; on a CPU, what "auto" gives on a T4.
+    assert ci_gpu.extractor_weights == "random" and gpu.extractor_weights == "imagenet"
+    assert ci_gpu.precision == "mixed_float16" and gpu.precision == "auto"
+    assert ci_gpu.train_config().precision == "mixed_float16"
+    assert course.resolve_profile("ci_gpu") == "ci_gpu"
 
 
 def test_setup_prints_the_profile_and_the_environment_once(clean_env, capsys, tmp_path):
@@ -180,7 +197,9 @@ def fake_colab(monkeypatch, tmp_path, uploads=None):
     """A stand-in for google.colab: drive.mount and files.upload, recorded."""
     calls = []
     colab = types.ModuleType("google.colab")
-    colab.drive = types.SimpleNamespace(mount=lambda where: calls.append(("mount", where)))
+    colab.drive = types.SimpleNamespace(
+        mount=lambda where: calls.append(("mount", where)),
+        flush_and_unmount=lambda: calls.append(("flush_and_unmount",)))
     colab.files = types.SimpleNamespace(upload=lambda: calls.append(("upload",)) or uploads)
     google = types.ModuleType("google")
     google.colab = colab
@@ -188,22 +207,35 @@ def fake_colab(monkeypatch, tmp_path, uploads=None):
     monkeypatch.setitem(sys.modules, "google.colab", colab)
     monkeypatch.setattr(course, "DRIVE_MOUNT", tmp_path / "drive")
     monkeypatch.setattr(course, "DRIVE_FOLDER", tmp_path / "drive" / "MyDrive" / "koala")
+    monkeypatch.setattr(course, "LOCAL_FOLDER", tmp_path / "content" / "koala_cache")
     return calls
 
 
-def test_on_colab_setup_mounts_drive_and_keeps_the_course_folders_there(
+def test_on_colab_drive_keeps_models_results_and_embeddings_and_the_runtime_does_the_work(
         clean_env, tmp_path, capsys):
     calls = fake_colab(clean_env, tmp_path)
-    for name in ("KOALA_CACHE_DIR", "KOALA_BUILD_DIR", "KOALA_FIG_DIR"):
+    for name in ("KOALA_CACHE_DIR", "KOALA_BUILD_DIR", "KOALA_FIG_DIR", "KOALA_DRIVE_DIR"):
         clean_env.setenv(name, "")  # unset for setup, restored after the test
     clean_env.setenv("KOALA_PROFILE", "ci")
     course.setup(portraits=False)
-    drive = tmp_path / "drive" / "MyDrive" / "koala"
+    drive, local = tmp_path / "drive" / "MyDrive" / "koala", tmp_path / "content" / "koala_cache"
     assert calls == [("mount", str(tmp_path / "drive"))]
-    assert environment.cache_dir() == drive / "cache"
+    # What must survive the runtime and pass to the next notebook: on Drive.
     assert environment.build_dir() == drive / "build"
     assert course.model_path("ci").parent == drive / "build" / "models"
+    assert environment.figures_dir() == drive / "figures"
+    assert environment.embeddings_dir() == drive / "embeddings"
+    # The work, many small files and checkpoints that come and go: on the runtime's disk.
+    assert environment.cache_dir() == local
+    assert course.run_dir("ci").parent == local / "runs"
     assert "Google Drive" in capsys.readouterr().out
+    course.finish()  # the notebook's last cell: what is buffered goes to Drive
+    assert calls[-1] == ("flush_and_unmount",)
+
+
+def test_finish_away_from_colab_says_there_is_nothing_to_flush(capsys):
+    course.finish()
+    assert "Nothing to flush" in capsys.readouterr().out
 
 
 def test_drive_false_and_local_runs_leave_the_folders_alone(clean_env, tmp_path):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from koala_lib.environment import cache_dir
+from koala_lib.environment import embeddings_dir
 
 
 def embedding_key(extractor, lightness, chunk: int = 256) -> str:
@@ -97,7 +97,7 @@ class EmbeddingCache:
     """``cache.embeddings(extractor, L)``: load if computed before, else compute and store."""
 
     def __init__(self, folder=None):
-        self.folder = Path(folder) if folder else cache_dir("embeddings")
+        self.folder = Path(folder) if folder else embeddings_dir()
         self.folder.mkdir(parents=True, exist_ok=True)
         self.hits = 0
         self.misses = 0
