@@ -29,7 +29,7 @@ BACKEND_TESTS := tests/test_model.py tests/test_features.py tests/test_data_cach
     tests/test_train.py::test_classification_head_trains_in_the_ci_profile_and_lowers_its_loss \
     tests/test_train.py::test_interrupted_run_resumes_to_the_same_end
 
-.PHONY: help env test test-kernels course lab notebooks gpu-check clean
+.PHONY: help env test test-kernels course lab notebooks gpu-check-pack gpu-check clean
 
 help:
 	@echo "make course        set up .venv, run every notebook (profile auto) -> build/notebooks, figures/"
@@ -38,7 +38,9 @@ help:
 	@echo "make test-kernels  make test with TensorFlow's CPU kernels swapped (oneDNN, Eigen)"
 	@echo "make lab           JupyterLab on notebooks/"
 	@echo "make notebooks     make course, then its outputs into notebooks/ (the committed outputs)"
-	@echo "make gpu-check     on a GPU machine: notebooks 06-08 (gpu profile) + training benchmark, JSON"
+	@echo "make gpu-check-pack  beside the portraits: the one archive a device call carries"
+	@echo "make gpu-check     on a GPU machine: notebooks 06-10 (the gpu profile's switches) +"
+	@echo "                   the training benchmark, JSON (README, 'The GPU check')"
 
 # The environment: created once, reinstalled when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -96,9 +98,13 @@ lab: $(STAMP)
 notebooks: course
 	$(BIN)/python scripts/commit_outputs.py build/notebooks notebooks
 
-# On a GPU machine, with that machine's Python (Keras 3, JAX, papermill): no .venv needed.
-# GPU_CHECK_ARGS='--extractor inception_resnet_v2:random' where ImageNet weights cannot download.
+# The GPU check (benchmarks/gpu_check.py): `make gpu-check-pack` here writes the portraits as
+# one archive under 55 MiB (build/gpu-check-data/, carried to the device); `make gpu-check`
+# runs there with that machine's Python (Keras 3, JAX, papermill): no .venv needed.
 GPU_PYTHON ?= python3
+gpu-check-pack: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py --pack
+
 gpu-check:
 	KERAS_BACKEND=jax PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} \
 	    $(GPU_PYTHON) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)

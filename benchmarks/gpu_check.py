@@ -1,20 +1,34 @@
-"""The GPU check (``make gpu-check``): notebooks 06-08 in the ``gpu`` profile, then the
-training benchmark at 224x224 (bfloat16, batch 256), on one GPU with ``KERAS_BACKEND=jax``.
+"""The GPU check (``make gpu-check``): notebooks 06-10 with the ``gpu`` profile's switches, as
+Colab runs them, then the training benchmark, on one GPU with ``KERAS_BACKEND=jax``; JSON.
 
-    KERAS_BACKEND=jax python benchmarks/gpu_check.py [--extractor profile] [--out DIR]
+    python benchmarks/gpu_check.py --pack        # here, beside ../shared: the data archive
+    KERAS_BACKEND=jax python benchmarks/gpu_check.py [--dry-run] [--out DIR]
 
-Writes ``benchmarks/results/gpu-check-<gpu>-<date>.json`` (and a copy under ``--out``): the
-GPU's name, the versions, each notebook's wall time and recorded numbers (as the tests
-record them), and the benchmark's JSON. Executed notebooks and runs go under
-``build/gpu-check/``. ``--extractor inception_resnet_v2:random`` runs the paper's extractor
-untrained on machines that cannot download ImageNet's weights: the same architecture and
-cost, and colour numbers that are then not the course's.
+A device call carries 64 MiB of the working tree and no ``../shared``, and the device has no
+internet. So ``--pack`` writes the portraits as one archive under :data:`ARCHIVE_LIMIT`
+(``build/gpu-check-data/portraits.tar``, every black-and-white portrait and the colour ones
+taken in turn from each source, size printed), which the check unpacks; Inception-ResNet-v2
+runs untrained (``inception_resnet_v2:random``: the same architecture and cost); LFW and
+tf_flowers come from offline stand-ins (``tests/standins``) through the library's real code.
+Each notebook runs on a fresh cache, as a fresh Colab runtime would, with one Drive folder
+shared by all (``KOALA_DRIVE_DIR``). The JSON says all of this.
+
+On the GPU the notebooks run in the ``gpu_check`` profile (the ``gpu`` profile's switches
+at sizes one call finishes, precision ``auto``: bfloat16 there); the check passes when every
+notebook runs and the whole fits :data:`BUDGET_S`. ``--dry-run`` runs the same script to the
+end on a CPU, with the backend set (``make test``: TensorFlow, whose float16 the device
+cannot run), in the ``ci_gpu`` profile and a tiny benchmark: ``tests/test_notebooks.py``
+checks notebooks 06-10 that way.
+Writes ``benchmarks/results/gpu-check-<gpu>-<date>.json`` (``--dry-run``: under
+``build/gpu-check/``) and a copy under ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime
+import io
 import json
 import os
 import platform
@@ -22,12 +36,23 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ("06_training_on_gpu", "07_reproduce_table1", "08_evaluate_and_colorize")
+sys.path.insert(0, str(ROOT / "tests"))  # the recording cell and the offline stand-ins
+
+NOTEBOOKS = ("06_training_on_gpu", "07_reproduce_table1", "08_evaluate_and_colorize",
+             "09_beyond_the_report", "10_beyond_the_report_part2")
 BUDGET_S = 8 * 60
+ARCHIVE = ROOT / "build" / "gpu-check-data" / "portraits.tar"
+ARCHIVE_LIMIT = 55 * 2**20  # under a device call's 64 MiB, with room for the code
+STANDINS = ROOT / "tests" / "standins"
+LFW_PERSONS = {f"Person_{i:02d}": 1 + i % 3 for i in range(12)}  # 24 photos of 12 persons
+OFFLINE = ("Inception-ResNet-v2 untrained (no download); LFW and tf_flowers from offline "
+           "stand-ins (tests/standins) read by the library's real code; the portraits from "
+           "the packed archive")
 
 
 def gpu_name() -> str:
@@ -40,32 +65,110 @@ def gpu_name() -> str:
         return "unknown"
 
 
-def run_notebook(stem: str, extractor: str, build: Path, profile: str) -> dict:
+# --- the data archive ----------------------------------------------------------------------
+
+
+def pack(folder: Path, archive: Path = ARCHIVE, limit: int = ARCHIVE_LIMIT) -> dict:
+    """``folder``'s portraits as one tar under ``limit`` bytes: every grayscale one, then the
+    colour ones taken in turn from each source (one portrait a person here), until full."""
+    from koala_lib.data.sources import read_manifest
+
+    rows = read_manifest(folder)
+    if not rows:
+        raise SystemExit(f"{folder} has no manifest.csv: point KOALA_DATA_DIR at the portraits.")
+    by_source: dict[str, list[dict]] = {}
+    for row in rows:
+        by_source.setdefault(row["path"].split("/")[0], []).append(row)
+    gray = [row for row in rows if (row.get("mode") or "RGB").upper() != "RGB"]
+    colour = [[row for row in found if (row.get("mode") or "RGB").upper() == "RGB"]
+              for found in by_source.values()]
+    queues = [found for found in colour if found]
+    def in_tar(row) -> int:  # a header block, then the file in whole blocks
+        return 512 + -(-(folder / row["path"]).stat().st_size // 512) * 512
+
+    chosen = list(gray)
+    total = 2**20 + sum(map(in_tar, gray))  # room for the manifest and the archive's end
+    while any(queues):
+        for queue in queues:
+            if queue:
+                row = queue.pop(0)
+                if total + in_tar(row) <= limit:
+                    chosen.append(row)
+                    total += in_tar(row)
+    manifest = io.StringIO()
+    writer = csv.DictWriter(manifest, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(chosen)
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    partial = archive.with_name(archive.name + ".part")
+    with tarfile.open(partial, "w", format=tarfile.USTAR_FORMAT) as tar:
+        data = manifest.getvalue().encode()
+        info = tarfile.TarInfo("portraits/manifest.csv")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        for row in chosen:
+            tar.add(folder / row["path"], f"portraits/{row['path']}")
+    if partial.stat().st_size > limit:
+        partial.unlink()
+        raise RuntimeError(f"the archive came to {partial.stat().st_size:,} bytes, over "
+                           f"{limit:,}: a bug in its accounting.")
+    partial.replace(archive)
+    counts = {source: sum(row["path"].startswith(f"{source}/") for row in chosen)
+              for source in by_source}
+    summary = {"archive": str(archive.relative_to(ROOT)), "bytes": archive.stat().st_size,
+               "portraits": len(chosen), "by_source": counts}
+    print(f"packed {len(chosen)} portraits ({counts}) into {summary['archive']}: "
+          f"{summary['bytes'] / 2**20:.1f} MiB (limit {limit / 2**20:.0f} MiB)")
+    return summary
+
+
+def unpack(archive: Path, target: Path) -> Path:
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(target, filter="data")  # refuses links and paths out of target
+    return target / "portraits"
+
+
+# --- the notebooks ---------------------------------------------------------------------------
+
+
+def run_notebook(stem: str, build: Path, profile: str, drive: Path, portraits: Path) -> dict:
+    """``stem`` on a fresh runtime: its own empty cache (LFW's download stood in for), the
+    shared Drive folder, the unpacked portraits. Returns its time, error and records."""
     import papermill as pm
-
-    sys.path.insert(0, str(ROOT / "tests"))
     from notebook_records import with_record
+    from standins.lfw_layout import fake_lfw
 
+    from koala_lib.course import SETTINGS
+
+    runtime = build / "runtimes" / stem
+    shutil.rmtree(runtime, ignore_errors=True)
+    if SETTINGS[profile].lfw:
+        fake_lfw(runtime / "cache" / "lfw", LFW_PERSONS)
+    os.environ.update(KOALA_CACHE_DIR=str(runtime / "cache"), KOALA_DRIVE_DIR=str(drive),
+                      KOALA_DATA_DIR=str(portraits))
     source = with_record(ROOT / "notebooks" / f"{stem}.ipynb",
-                         build / "notebooks" / f"{stem}.with_record.ipynb")
+                         runtime / f"{stem}.with_record.ipynb")
     start = time.perf_counter()
     error = None
     try:
         pm.execute_notebook(str(source), str(build / "notebooks" / f"{stem}.ipynb"),
-                            parameters={"PROFILE": profile, "EXTRACTOR": extractor},
-                            cwd=str(ROOT / "notebooks"), kernel_name="python3",
-                            progress_bar=False, log_output=False)
+                            parameters={"PROFILE": profile}, cwd=str(ROOT / "notebooks"),
+                            kernel_name="python3", progress_bar=False, log_output=False)
     except Exception as failure:  # keep going: the next notebooks and the JSON still count
         error = f"{type(failure).__name__}: {str(failure)[-2000:]}"
     seconds = time.perf_counter() - start
-    recorded = build / "results" / f"{stem}.json"
+    recorded = drive / "build" / "results" / f"{stem}.json"
     return {"seconds": round(seconds, 1), "error": error,
             "recorded": json.loads(recorded.read_text()) if recorded.is_file() else None}
 
 
-def run_benchmark() -> dict:
-    command = [sys.executable, str(ROOT / "benchmarks" / "training.py"), "--size", "224",
-               "--batch", "256", "--steps", "40", "--precision", "mixed_bfloat16"]
+def run_benchmark(dry_run: bool) -> dict:
+    sizes = (["--size", "32", "--batch", "8", "--steps", "3", "--warmup", "1"] if dry_run
+             else ["--size", "224", "--batch", "256", "--steps", "40"])
+    command = [sys.executable, str(ROOT / "benchmarks" / "training.py"), *sizes,
+               "--precision", "mixed_bfloat16"]
     start = time.perf_counter()
     output = subprocess.run(command, capture_output=True, text=True, check=False)
     result = {"command": " ".join(command[1:]), "seconds": round(time.perf_counter() - start, 1)}
@@ -76,37 +179,57 @@ def run_benchmark() -> dict:
     return result
 
 
-def main() -> None:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--extractor", default="profile",
-                        help='the notebooks\' EXTRACTOR ("profile", or e.g. '
-                             '"inception_resnet_v2:random" offline)')
-    parser.add_argument("--profile", default="gpu", help="gpu; ci tries the script on a CPU")
+    parser.add_argument("--pack", action="store_true",
+                        help="write the data archive from KOALA_DATA_DIR, then stop")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="on a CPU, the ci_gpu profile and a tiny benchmark: the script "
+                             "to its end, as make test runs it")
     parser.add_argument("--out", type=Path, default=None, help="also copy the JSON here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
-    from koala_lib.environment import current, package_versions, visible_gpus
+    from koala_lib.environment import current, data_dir, package_versions, visible_gpus
 
-    if current().keras_backend != "jax":
+    if args.pack:
+        folder = data_dir()
+        if folder is None:
+            sys.exit("--pack reads KOALA_DATA_DIR (e.g. ../shared/data/portraits): it is unset.")
+        pack(folder)
+        return 0
+    backend = current().keras_backend
+    if backend != "jax" and not args.dry_run:  # the device has JAX, no TensorFlow
         sys.exit("make gpu-check runs with KERAS_BACKEND=jax.")
-    if args.profile == "gpu" and not visible_gpus():
-        sys.exit("make gpu-check needs a GPU: JAX sees none.")
+    if not args.dry_run and not visible_gpus():
+        sys.exit("make gpu-check needs a GPU: JAX sees none (--dry-run runs it on a CPU).")
+    if not ARCHIVE.is_file():
+        sys.exit(f"no {ARCHIVE.relative_to(ROOT)}: run `make gpu-check-pack` beside the "
+                 "portraits first, and carry that folder to the GPU machine.")
+    profile = "ci_gpu" if args.dry_run else "gpu_check"
     build = ROOT / "build" / "gpu-check"
     shutil.rmtree(build, ignore_errors=True)  # a fresh run: no resumed training
-    os.environ.update(KOALA_PROFILE=args.profile, KOALA_BUILD_DIR=str(build),
-                      KOALA_FIG_DIR=str(build / "figures"))
+    (build / "notebooks").mkdir(parents=True)
+    portraits = unpack(ARCHIVE, build / "data")
+    drive = build / "drive"
+    os.environ.update(KOALA_PROFILE=profile, PYTHONPATH=os.pathsep.join(
+        [str(STANDINS), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    for name in ("KOALA_BUILD_DIR", "KOALA_FIG_DIR"):  # under the Drive folder
+        os.environ.pop(name, None)
     gpu = gpu_name()
     report = {
-        "check": "make gpu-check: notebooks 06-08 (profile gpu) + benchmarks/training.py",
+        "check": "make gpu-check: notebooks 06-10 (the gpu profile's switches) + "
+                 "benchmarks/training.py",
         "gpu": gpu, "date": datetime.date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
                    f"{platform.python_version()}",
-        "backend": "jax", "profile": args.profile, "extractor": args.extractor,
-        "versions": package_versions(("keras", "jax", "jaxlib", "numpy", "scikit-image")),
+        "backend": backend, "profile": profile, "dry_run": args.dry_run, "offline": OFFLINE,
+        "archive_bytes": ARCHIVE.stat().st_size,
+        "versions": package_versions(("keras", backend if backend != "jax" else "jaxlib",
+                                      "numpy", "scikit-image")),
         "budget_s": BUDGET_S, "notebooks": {},
     }
     slug = re.sub(r"[^a-z0-9]+", "-", gpu.split(",")[0].lower()).strip("-")
-    results = ROOT / "benchmarks" / "results" if args.profile == "gpu" else build
+    results = build if args.dry_run else ROOT / "benchmarks" / "results"
     path = results / f"gpu-check-{slug}-{report['date']}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -120,21 +243,22 @@ def main() -> None:
     start = time.perf_counter()
     for stem in NOTEBOOKS:
         print(f"== {stem}", flush=True)
-        report["notebooks"][stem] = run_notebook(stem, args.extractor, build, args.profile)
+        report["notebooks"][stem] = run_notebook(stem, build, profile, drive, portraits)
         print(f"   {report['notebooks'][stem]['seconds']} s, error: "
               f"{report['notebooks'][stem]['error']}", flush=True)
         save()
     print("== benchmarks/training.py", flush=True)
-    report["training_benchmark"] = run_benchmark()
+    report["training_benchmark"] = run_benchmark(args.dry_run)
     report["total_s"] = round(time.perf_counter() - start, 1)
     report["within_budget"] = report["total_s"] <= BUDGET_S
-    report["passed"] = report["within_budget"] and not any(
+    report["passed"] = (report["within_budget"] or args.dry_run) and not any(
         item["error"] for item in report["notebooks"].values()) and \
         "result" in report["training_benchmark"]
     save()
     print(json.dumps({key: report[key] for key in ("gpu", "total_s", "passed")}))
     print(f"written: {path.relative_to(ROOT)}")
+    return 0 if report["passed"] else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -11,10 +11,10 @@ learner what to expect before a long cell; the notebooks print it at their top
 :data:`DRIVE_BUDGET_BYTES` written to Google Drive (deleted files count: Drive keeps them
 in its Trash, within the same quota).
 
-What goes to Drive (``koala_lib.environment``): models, results, figures and the embedding
-cache. Portraits, prepared arrays and run folders (a checkpoint every epoch) stay on the
-runtime's disk, so a fresh runtime downloads and prepares again (counted here) but reuses
-the embeddings an earlier notebook computed.
+What goes to Drive (``koala_lib.environment``): models, results, figures, the embedding
+cache and the portraits as one archive. Prepared arrays and run folders (a checkpoint every
+epoch) stay on the runtime's disk, so a fresh runtime unpacks and prepares again (counted
+here) but reuses the embeddings an earlier notebook computed.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ DRIVE_BUDGET_BYTES = 3 * 10**9  # of the free 15 GB, shared with Gmail and Photo
 PORTRAITS = 2168  # colour portraits: US Congress 820, UK Parliament 1348
 FILES = 2228  # with the 60 black-and-white ones
 US_CONGRESS = 820
+PORTRAIT_BYTES = 79_000_000  # all 2,228 files (measured: 75.6 MiB), as one archive on Drive
 LFW_PHOTOS = 13233
 LFW_PHOTOS_BY_MIN_FACES = {0: 13233, 20: 3023, 50: 1560, 70: 1288}  # scikit-learn's docs
 TF_FLOWERS_PHOTOS = 3670
@@ -48,9 +49,6 @@ class Rate:
 
 
 RATES = {
-    "train_224": Rate(250, "images/s", "assumed for a T4: an H200 measured 4,213 training "
-                      "images/s at 224 (benchmarks/results, JAX); a T4 has about 1/15 of its "
-                      "float16 throughput"),
     "step_overhead": Rate(0.005, "s/step", "assumed: a compiled step's launch and host "
                           "work, what dominates at small images and batch one"),
     "compile": Rate(20, "s/run", "assumed: XLA compiles a training run's step (TensorFlow "
@@ -60,10 +58,14 @@ RATES = {
     "embed_mobilenet": Rate(100, "images/s", "assumed: MobileNetV2 at 224, the same "
                             "CPU-bound resize, a smaller network"),
     "download": Rate(40, "files/s", "assumed: 8 threads fetching 10-40 KB portraits"),
-    "clean": Rate(150, "files/s", "measured order on a 2-core CPU (notebook 02, cpu "
-                  "profile): decode, size, colour spread"),
-    "prepare_224": Rate(120, "images/s", "measured order on a 2-core CPU (benchmarks/"
-                        "prepare.py): decode, crop, resize, Lab"),
+    "drive_read": Rate(20e6, "bytes/s", "assumed: one large file read from the Drive mount "
+                       "on a fresh runtime"),
+    "clean": Rate(214, "files/s", "measured on a 2-core CPU (benchmarks/prepare.py, the "
+                  "shared folder): decode, size, colour spread; Colab's free tier has 2 too"),
+    "prepare_224": Rate(272, "images/s", "measured on a 2-core CPU (benchmarks/prepare.py, "
+                        "2 workers): decode, crop, resize to 224, Lab"),
+    "held_out_metrics": Rate(4, "s/epoch", "measured on a 2-core CPU: SSIM and colour on "
+                             "217 held-out portraits after each epoch (notebook 07's curve)"),
     "lfw_unpack": Rate(200, "files/s", "assumed: scikit-learn unpacks 233 MB and reads "
                        "each of 13,233 photos once"),
     "setup": Rate(60, "s/notebook", "assumed: a fresh runtime: pip install, imports, the "
@@ -107,21 +109,27 @@ def _rate(name: str) -> float:
     return RATES[name].value
 
 
-def _train(cost: Cost, step: str, images: float, size: int, batch: int, runs: int = 1,
-           validated: float = 0) -> None:
+def _train(cost: Cost, rate_224: float, step: str, images: float, size: int, batch: int,
+           runs: int = 1, validated: float = 0) -> None:
     """``images`` trained on at ``size`` in batches of ``batch``, over ``runs`` runs, and
     ``validated`` images predicted for the held-out loss (a forward pass: a third of a
-    training step's work)."""
-    rate = _rate("train_224") * (224 / size) ** 2  # the work scales with the pixels
+    training step's work), at ``rate_224`` images/s at 224x224 (the profile's
+    ``train_images_per_s``)."""
+    rate = rate_224 * (224 / size) ** 2  # the work scales with the pixels
     steps = images / max(batch, 1)
     cost.add(step, (images + validated / 3) / rate + steps * _rate("step_overhead")
              + runs * _rate("compile"))
 
 
+def _portraits(cost: Cost) -> None:
+    """A fresh runtime's portraits: the archive notebook 01 kept on Drive, unpacked."""
+    cost.add("portraits from Drive", PORTRAIT_BYTES / _rate("drive_read"))
+
+
 def _fresh_data(cost: Cost, images: float, size: int, embed: bool, extractor: str) -> None:
-    """A fresh runtime's data: download, clean, prepare at ``size``; embeddings computed
-    when no earlier notebook left them on Drive (``embed``)."""
-    cost.add("download", FILES / _rate("download"))
+    """A fresh runtime's data: the portraits, cleaned, prepared at ``size``; embeddings
+    computed when no earlier notebook left them on Drive (``embed``)."""
+    _portraits(cost)
     cost.add("clean and prepare", FILES / _rate("clean")
              + images / (_rate("prepare_224") * min(4.0, (224 / size) ** 2)))
     if embed:
@@ -140,6 +148,7 @@ def notebook_costs(settings) -> dict[str, Cost]:
     ``koala_lib.course.CourseSettings``), the notebooks run in order on fresh runtimes
     sharing one Drive folder, as the README's Colab path does."""
     s = settings
+    rate = s.train_images_per_s  # images/s at 224x224 on the profile's machine
     images = s.images or PORTRAITS
     train = images * TRAIN_FRACTION
     held_out = images * HELD_OUT_FRACTION
@@ -149,48 +158,51 @@ def notebook_costs(settings) -> dict[str, Cost]:
 
     c = costs["01_lab_color_space"]
     c.add("download", FILES / _rate("download"))
+    c.write("portraits archive", 1, PORTRAIT_BYTES)
     c.add("mean colour", s.mean_portraits / _rate("clean"))
     _figures(c, 4)
 
     c = costs["02_portrait_dataset"]
-    c.add("download", FILES / _rate("download"))
+    _portraits(c)
     c.add("clean and prepare", (s.clean_files or FILES) / _rate("clean")
           + (s.clean_files or PORTRAITS) / (_rate("prepare_224")
                                             * min(4.0, (224 / s.prepared_size) ** 2)))
     _figures(c, 5)
 
+    _portraits(costs["03_encoder"])
     _figures(costs["03_encoder"], 1)
 
     c = costs["04_inception_fusion"]
-    c.add("download", FILES / _rate("download"))
+    _portraits(c)
     c.add("embeddings", 2 * s.cache_portraits / _rate("embed"))  # once timed, once cached
     c.write("embeddings", s.cache_portraits, EMBEDDING_BYTES)
     _figures(c, 2)
 
     c = costs["05_decoder_and_model"]
-    c.add("download", FILES / _rate("download"))
+    _portraits(c)
     runs = 6 * s.overfit_seeds  # 3 optimisers x 2 fusions
-    _train(c, "over-fitting one photo", runs * s.overfit_steps, s.overfit_size, 1, runs)
+    _train(c, rate, "over-fitting one photo", runs * s.overfit_steps, s.overfit_size, 1, runs)
     _figures(c, 2)
 
     c = costs["06_training_on_gpu"]
     _fresh_data(c, images, s.image_size, True, s.extractor)
     epochs = s.epochs + 2 * s.hand_epochs  # the run, the loop by hand, train.train's
-    _train(c, "training", train * epochs, s.image_size, s.batch_size, runs=3,
+    _train(c, rate, "training", train * epochs, s.image_size, s.batch_size, runs=3,
            validated=held_out * epochs)
     c.write("model", 1, MODEL_BYTES)
     _figures(c, 2)
 
     c = costs["07_reproduce_table1"]
     _fresh_data(c, images, s.image_size, False, s.extractor)
-    _train(c, "Table 1", REPORT_TABLE1_IMAGES * s.batch_scale, s.image_size, 100, runs=4)
+    _train(c, rate, "Table 1", REPORT_TABLE1_IMAGES * s.batch_scale, s.image_size, 100, runs=4)
     # 06's run is on another runtime's disk: the curve trains from the first epoch
-    _train(c, "more epochs", train * s.curve_epochs, s.image_size, s.batch_size,
+    _train(c, rate, "more epochs", train * s.curve_epochs, s.image_size, s.batch_size,
            validated=held_out * s.curve_epochs)
+    c.add("more epochs", s.curve_epochs * _rate("held_out_metrics"))
     narrow = min(train, US_CONGRESS * TRAIN_FRACTION)
-    _train(c, "narrow and diverse", 2 * narrow * s.source_epochs, s.image_size,
+    _train(c, rate, "narrow and diverse", 2 * narrow * s.source_epochs, s.image_size,
            s.source_batch_size, runs=2)
-    _train(c, "over-fitting one portrait", s.overfit_one_steps, s.image_size, 1)
+    _train(c, rate, "over-fitting one portrait", s.overfit_one_steps, s.image_size, 1)
     _figures(c, 4, 1)
 
     c = costs["08_evaluate_and_colorize"]
@@ -208,9 +220,9 @@ def notebook_costs(settings) -> dict[str, Cost]:
     c.add("embeddings", lfw / _rate("embed"))
     c.write("embeddings", lfw, EMBEDDING_BYTES)
     mixed_train = mixed * TRAIN_FRACTION
-    _train(c, "two heads", 2 * mixed_train * s.epochs, s.image_size, s.batch_size, runs=2,
+    _train(c, rate, "two heads", 2 * mixed_train * s.epochs, s.image_size, s.batch_size, runs=2,
            validated=2 * mixed * HELD_OUT_FRACTION * s.epochs)
-    _train(c, "cross-source", 2 * narrow * s.cross_source_epochs, s.image_size, s.batch_size,
+    _train(c, rate, "cross-source", 2 * narrow * s.cross_source_epochs, s.image_size, s.batch_size,
            runs=2)
     c.add("upsampling", s.full_size_portraits / _rate("colorize"))
     c.add("colorizing", 6 / _rate("colorize"))
@@ -228,7 +240,7 @@ def notebook_costs(settings) -> dict[str, Cost]:
         c.add("embeddings", images / _rate("embed_mobilenet"))
         c.write("embeddings", images, EMBEDDING_BYTES)
     runs = settings_trained * s.study_seeds
-    _train(c, "studies", runs * study_train * s.study_epochs, s.study_image_size,
+    _train(c, rate, "studies", runs * study_train * s.study_epochs, s.study_image_size,
            s.study_batch_size, runs, validated=runs * held_out * s.study_epochs)
     scenes = (min(s.scene_images or TF_FLOWERS_PHOTOS, TF_FLOWERS_PHOTOS)
               if s.scenes == "tf_flowers" else 120)
@@ -236,7 +248,7 @@ def notebook_costs(settings) -> dict[str, Cost]:
         c.add("tf_flowers", scenes / _rate("download") + scenes / _rate("clean"))
     c.add("embeddings", scenes / _rate("embed"))
     c.write("embeddings", scenes, EMBEDDING_BYTES)
-    _train(c, "scenes", s.study_seeds * scenes * TRAIN_FRACTION * s.scene_epochs,
+    _train(c, rate, "scenes", s.study_seeds * scenes * TRAIN_FRACTION * s.scene_epochs,
            s.study_image_size, s.study_batch_size, s.study_seeds)
     c.add("video", s.study_seeds * s.video_seconds * 12 / 30)  # 12 frames/s, ~30 frames/s
     c.write("model", 1, MODEL_BYTES)
@@ -274,6 +286,8 @@ def table(settings) -> str:
     lines.append(f"| **course** | **{sum(c.total_s for c in costs.values()) / 60:.0f}** | | "
                  f"**{sum(c.total_bytes for c in costs.values()) / 1e6:.0f}** |")
     lines += ["", "| rate | value | source |", "|---|---|---|"]
+    lines.append(f"| training at 224x224 | {settings.train_images_per_s:g} images/s | "
+                 f"{settings.train_rate_basis} (the profile's train_images_per_s) |")
     lines += [f"| {name} | {rate.value:g} {rate.unit} | {rate.source} |"
               for name, rate in RATES.items()]
     return "\n".join(lines)

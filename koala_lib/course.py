@@ -8,7 +8,8 @@ of three profiles (:func:`resolve_profile`) and returns its :class:`CourseSettin
 * ``gpu`` -- the real run (a GPU is visible), what Colab's badges run;
 * ``ci_gpu`` -- chosen by name only: the ``gpu`` profile's switches (Inception-ResNet-v2,
   widgets, LFW, tf_flowers, the extractor comparison, float16) at the ``ci`` profile's sizes,
-  so that CI runs every branch Colab takes (the extractor untrained: no download).
+  so that CI runs every branch Colab takes (the extractor untrained: no download);
+* ``gpu_check`` -- chosen by name only: ``make gpu-check`` on a lent GPU with no internet.
 
 Every size any notebook uses is a field of :class:`CourseSettings`, so a profile makes a run
 small through its settings, never through ``if profile == ...`` in the teaching code. The
@@ -39,7 +40,7 @@ import numpy as np
 
 from koala_lib import budget, environment
 
-PROFILES = ("ci", "ci_gpu", "cpu", "gpu")
+PROFILES = ("ci", "ci_gpu", "cpu", "gpu", "gpu_check")
 MODEL_PREFERENCE = ("gpu", "cpu", "ci")  # the default model: the best-trained one found
 
 
@@ -98,6 +99,7 @@ class CourseSettings:
     hand_epochs: int  # 06's training loop written by hand, checked against train.train
     # 07: Table 1 and section 4.3
     batch_scale: float  # 1.0: the report's batches
+    max_micro_batch: int  # larger batches are accumulated from micro-batches of this size
     curve_epochs: int
     source_epochs: int
     source_batch_size: int

@@ -98,13 +98,22 @@ def test_every_profile_has_every_setting_and_ci_is_the_smallest():
 SWITCHES = ("extractor", "progress", "widgets", "lfw", "compare_extractors", "scenes")
 
 
+# Smaller than ci's where float16 on a CPU (six times float32's time) would cost CI minutes:
+# Table 1's batches, still accumulated from several micro-batches.
+SMALLER_THAN_CI = ("batch_scale", "max_micro_batch")
+
+
 def test_ci_gpu_takes_every_switch_of_gpu_at_the_sizes_of_ci():
     ci, ci_gpu, gpu = (course.SETTINGS[name] for name in ("ci", "ci_gpu", "gpu"))
     for name, value in vars(ci_gpu).items():
         if name in SWITCHES:
             assert value == getattr(gpu, name), name
+        elif name in SMALLER_THAN_CI:
+            assert value < getattr(ci, name), name
         elif name not in ("profile", "extractor_weights", "precision"):
             assert value == getattr(ci, name), name
+    # Table 1's first run (4000 a batch, scaled) still takes several micro-batches.
+    assert 4000 * ci_gpu.batch_scale > 2 * ci_gpu.max_micro_batch
     # Offline, the same network untrained; on a CPU, what "auto" gives on a T4.
     assert ci_gpu.extractor_weights == "random" and gpu.extractor_weights == "imagenet"
     assert ci_gpu.precision == "mixed_float16" and gpu.precision == "auto"

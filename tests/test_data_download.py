@@ -89,3 +89,28 @@ def test_mirror_download_verifies_caches_and_reports_changes(tmp_path, portrait_
 def test_unknown_source_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown sources"):
         download.download_portraits(tmp_path, ("lfw",), progress=False)
+
+
+def test_each_source_says_how_many_pinned_files_it_delivered_and_a_short_one_is_loud(
+        tmp_path, portrait_folder, capsys):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    entries = download.pinned_entries(("us_congress_grayscale",))
+    for i, entry in enumerate(entries):
+        content = (portrait_folder / entry.relative).read_bytes()
+        # 10 of 60 replaced upstream since the checksums were taken
+        (mirror / f"{entry.id}.jpg").write_bytes(content + b"new" if i < 10 else content)
+    urls = {"us_congress_grayscale": mirror.as_uri() + "/{id}.jpg"}
+    with pytest.warns(UserWarning, match=r"UNDER 90%.*us_congress_grayscale 50 of 60.*"
+                                         r"KOALA_PORTRAIT_MIRROR"):
+        report = download.download_portraits(tmp_path / "portraits", ("us_congress_grayscale",),
+                                             base_urls=urls, progress=True)
+    assert report.changed_upstream == 10 and report.delivered == {
+        "us_congress_grayscale": (50, 60)}
+    assert "us_congress_grayscale: 50 of its 60 pinned files" in capsys.readouterr().out
+
+
+def test_the_us_congress_source_is_one_setting_naming_its_branch():
+    assert download.SOURCES["us_congress"][0] == (
+        f"https://raw.githubusercontent.com/unitedstates/images/{download.US_CONGRESS_REF}/"
+        "congress/225x275/{id}.jpg")

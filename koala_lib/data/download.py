@@ -30,6 +30,7 @@ import hashlib
 import urllib.error
 import urllib.parse
 import urllib.request
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
@@ -37,7 +38,11 @@ from pathlib import Path
 
 from koala_lib import environment
 
-_CONGRESS = "https://raw.githubusercontent.com/unitedstates/images/gh-pages/congress/225x275/{id}.jpg"
+# The branch (or a commit: that pins every file) of unitedstates/images the US Congress
+# portraits come from; a file replaced there after the checksums were taken is left out.
+US_CONGRESS_REF = "gh-pages"
+_CONGRESS = ("https://raw.githubusercontent.com/unitedstates/images/" + US_CONGRESS_REF
+             + "/congress/225x275/{id}.jpg")
 _CONGRESS_LICENCE = ("public domain (US Government Printing Office)",
                      "U.S. Government Printing Office")
 # source -> (URL pattern, licence, attribution, image mode)
@@ -95,6 +100,9 @@ def _fetch(url: str, timeout: float) -> bytes:
         return response.read()
 
 
+ENOUGH = 0.9  # a source that delivers less of its pinned files is said loudly
+
+
 @dataclass
 class DownloadReport:
     folder: Path
@@ -103,6 +111,12 @@ class DownloadReport:
     changed_upstream: int = 0
     failed: int = 0
     unreachable: dict[str, str] = field(default_factory=dict)  # source -> the error
+    delivered: dict[str, tuple[int, int]] = field(default_factory=dict)  # source -> (got, pinned)
+
+    def short_sources(self) -> list[str]:
+        """The sources that delivered under :data:`ENOUGH` of their pinned files."""
+        return [source for source, (got, pinned) in self.delivered.items()
+                if got < ENOUGH * pinned]
 
 
 def _unreachable_sources(todo: list[Entry], urls: dict[str, str], timeout: float
@@ -188,8 +202,23 @@ def download_portraits(dest, sources=tuple(SOURCES), limit: int | None = None,
             _, licence, attribution, mode = SOURCES[entry.source]
             writer.writerow([entry.relative, entry.source, entry.person_id, mode, licence,
                              attribution])
+    for source in dict.fromkeys(entry.source for entry in entries):
+        report.delivered[source] = (sum(entry.source == source for entry in present),
+                                    sum(entry.source == source for entry in entries))
     if progress:
         print(f"{len(present)} portraits in {dest}: {report.downloaded} downloaded, "
               f"{report.cached} already there, {report.changed_upstream} changed upstream "
               f"(left out), {report.failed} failed")
+        for source, (got, pinned) in report.delivered.items():
+            print(f"  {source}: {got} of its {pinned} pinned files")
+    short = report.short_sources()
+    if short:
+        said = ", ".join(f"{source} {report.delivered[source][0]} of "
+                         f"{report.delivered[source][1]}" for source in short)
+        warnings.warn(
+            f"UNDER {ENOUGH:.0%} OF THE PINNED PORTRAITS came ({said}): the source is down, "
+            "slow, or changed its files since the checksums were taken. The course goes on "
+            "with what it has, so its numbers will differ from the committed ones. For the "
+            "same files: KOALA_PORTRAIT_MIRROR=http://host:port (a mirror of the public "
+            "paths), or KOALA_DATA_DIR=<a folder of the portraits>.", stacklevel=2)
     return report

@@ -35,6 +35,7 @@ import io
 import json
 import os
 import posixpath
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -69,17 +70,57 @@ def downloaded_dir() -> Path | None:
 
 def portrait_dir(download: bool = False, progress: bool = True) -> Path | None:
     """The portrait folder in the source order above; None when there is none and
-    ``download`` is False. A wrong ``KOALA_DATA_DIR`` is a FileNotFoundError."""
+    ``download`` is False. A wrong ``KOALA_DATA_DIR`` is a FileNotFoundError.
+
+    With a Drive folder (``KOALA_DRIVE_DIR``: Colab), the first download is also kept there
+    as one archive, and a fresh runtime unpacks it instead of downloading again: one file
+    read from Drive instead of 2,228 requests (the files are checked against their
+    checksums either way)."""
     folder = environment.data_dir() or downloaded_dir()
     if folder is not None or not download:
         return folder
     from koala_lib.data.download import download_portraits
 
+    target = environment.cache_dir("portraits")
+    drive = environment.drive_dir()
+    archive = drive / PORTRAITS_ARCHIVE if drive else None
+    if archive is not None and archive.is_file():
+        print(f"portraits: unpacking {environment.readable_path(archive)} (kept on Drive by "
+              "an earlier runtime: one file, not 2,228 downloads)")
+        _unpack_images(archive, target)
     try:
-        download_portraits(environment.cache_dir("portraits"), progress=progress)
+        download_portraits(target, progress=progress)
     except ConnectionError as error:
         raise NoPortraitsError(f"no portrait folder, and {error}") from error
+    if archive is not None and not archive.is_file():
+        _pack_images(target, archive)
+        print(f"portraits: kept on Drive as {environment.readable_path(archive)} "
+              f"({archive.stat().st_size / 2**20:.0f} MB) for the next fresh runtime")
     return downloaded_dir()
+
+
+PORTRAITS_ARCHIVE = "portraits.tar"
+
+
+def _pack_images(folder: Path, archive: Path) -> None:
+    """``folder``'s images (no manifest: the download writes it) as one tar, written
+    beside and renamed (a runtime cut off leaves no half archive under the name)."""
+    partial = archive.with_name(archive.name + ".part")
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(partial, "w") as tar:
+        for path in sorted(folder.rglob("*.jpg")):
+            tar.add(path, path.relative_to(folder).as_posix())
+    partial.replace(archive)
+
+
+def _unpack_images(archive: Path, folder: Path) -> None:
+    """The archive's files into ``folder``; a damaged archive is said and skipped (the
+    download fetches what is missing)."""
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(folder, filter="data")  # no links, nothing outside ``folder``
+    except (tarfile.TarError, OSError) as error:
+        print(f"portraits: {archive} could not be read ({error}): downloading instead.")
 
 
 def describe_source(folder: Path) -> str:
