@@ -10,6 +10,7 @@ import types
 
 import numpy as np
 import pytest
+import standins.tensorflow_datasets as stand_in
 from PIL import Image
 from test_data_lfw import TinyExtractor
 
@@ -168,23 +169,12 @@ def test_tf_flowers_without_tensorflow_datasets_says_how_to_get_it_and_that_skim
 # --- tf_flowers through a stand-in for TensorFlow Datasets --------------------------------
 
 
-CLASSES = ["dandelion", "daisy", "tulips", "sunflowers", "roses"]
-
-
 def encoded_photo(seed, kind="JPEG"):
     rng = np.random.default_rng(seed)
     rgb = rng.integers(0, 256, (80 + seed, 100, 3), dtype=np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, format=kind)
     return buffer.getvalue()
-
-
-class FakeDataset:
-    def __init__(self, items):
-        self.items = items
-
-    def take(self, count):
-        return FakeDataset(self.items[:count])
 
 
 def fake_tfds(photos, calls, error=None):
@@ -197,12 +187,12 @@ def fake_tfds(photos, calls, error=None):
         calls.append((name, options))
         if error is not None:
             raise error
-        info = types.SimpleNamespace(features={"label": types.SimpleNamespace(names=CLASSES)})
-        return FakeDataset(photos), info
+        info = types.SimpleNamespace(features={"label": types.SimpleNamespace(
+            names=stand_in.CLASSES)})
+        return stand_in.Dataset(photos), info
 
     module.load = load
-    module.as_numpy = lambda dataset: iter([(content, np.int64(label))
-                                            for content, label in dataset.items])
+    module.as_numpy = stand_in.as_numpy
     return module
 
 

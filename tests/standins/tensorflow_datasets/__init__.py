@@ -33,12 +33,12 @@ def _photo(index: int) -> bytes:
     return buffer.getvalue()
 
 
-class _Dataset:
+class Dataset:
     def __init__(self, items):
         self.items = items
 
     def take(self, count):
-        return _Dataset(self.items[:count])
+        return Dataset(self.items[:count])
 
 
 decode = types.SimpleNamespace(SkipDecoding=lambda: "skip decoding")
@@ -48,7 +48,7 @@ def load(name, split="train", as_supervised=True, with_info=True, data_dir=None,
     if name != "tf_flowers":
         raise ValueError(f"this stand-in serves tf_flowers only, not {name!r}")
     info = types.SimpleNamespace(features={"label": types.SimpleNamespace(names=CLASSES)})
-    return _Dataset([(_photo(i), i % len(CLASSES)) for i in range(PHOTOS)]), info
+    return Dataset([(_photo(i), i % len(CLASSES)) for i in range(PHOTOS)]), info
 
 
 def as_numpy(dataset):
