@@ -65,16 +65,19 @@ test: $(STAMP)
 	    $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive \
 	        apt-get install -y -qq chromium chromium-driver >/dev/null \
 	    || echo "make test: apt-get install chromium chromium-driver failed: the browser test will skip."; }
-# Both runs report, then make stops if either failed.
+# All three runs report, then make stops if any failed. nbval's kernels use about one core:
+# the JAX run goes beside it on the other (its output follows nbval's).
 	status=0; \
 	TF_ENABLE_ONEDNN_OPTS=$(ONEDNN_TESTS) $(CI_ENV) $(BIN)/python -m pytest tests \
 	    -p no:cacheprovider --durations=25 || status=1; \
+	$(CI_ENV) KERAS_BACKEND=jax $(BIN)/python -m pytest $(BACKEND_TESTS) -p no:cacheprovider \
+	    --durations=10 > build/jax-tests.log 2>&1 & jax=$$!; \
 	TF_ENABLE_ONEDNN_OPTS=$(ONEDNN_NOTEBOOKS) $(CI_ENV) $(BIN)/python -m pytest \
 	    $(NBVAL_NOTEBOOKS) --nbval-lax --sanitize-with tests/nbval_sanitize.cfg \
 	    -p no:cacheprovider --durations=10 || status=1; \
+	wait $$jax || status=1; \
+	echo "== the model tests again, on JAX (build/jax-tests.log)"; cat build/jax-tests.log; \
 	exit $$status
-	$(CI_ENV) KERAS_BACKEND=jax $(BIN)/python -m pytest $(BACKEND_TESTS) -p no:cacheprovider \
-	    --durations=10
 
 test-kernels:
 	$(MAKE) test ONEDNN_TESTS=$(ONEDNN_NOTEBOOKS) ONEDNN_NOTEBOOKS=$(ONEDNN_TESTS)

@@ -165,7 +165,8 @@ def run_notebook(stem: str, build: Path, profile: str, drive: Path, portraits: P
 
 
 def run_benchmark(dry_run: bool) -> dict:
-    sizes = (["--size", "32", "--batch", "8", "--steps", "3", "--warmup", "1"] if dry_run
+    sizes = (["--size", "32", "--batch", "8", "--steps", "3", "--warmup", "1", "--skip-inline"]
+             if dry_run
              else ["--size", "224", "--batch", "256", "--steps", "40"])
     command = [sys.executable, str(ROOT / "benchmarks" / "training.py"), *sizes,
                "--precision", "mixed_bfloat16"]

@@ -458,37 +458,6 @@ def test_notebook_runs_in_the_gpu_checks_dry_run_on_a_fresh_runtime(stem, gpu_ch
     CHECKS[stem](run["recorded"], real_data=True)
 
 
-# With one public host down (GitHub: the US Congress portraits, colour and black and white),
-# the download goes on with the other, in the ci profile (MobileNetV2). Notebook 08 runs
-# that way in Colab's versions (tests/test_install.py).
-ONE_SOURCE = ("02_portrait_dataset",)
-
-
-@pytest.mark.parametrize("notebook", [nb for nb in NOTEBOOKS if nb.stem in ONE_SOURCE],
-                         ids=lambda path: path.stem)
-def test_notebook_runs_with_one_public_source_unreachable(notebook, tmp_path, monkeypatch,
-                                                         portrait_mirror):
-    (BUILD / "notebooks").mkdir(parents=True, exist_ok=True)
-    portrait_mirror.missing = {"github"}
-    try:
-        results = execute_alone(notebook, tmp_path, monkeypatch, portrait_mirror, "ci")
-    finally:
-        portrait_mirror.missing = set()
-    downloaded = tmp_path / "cache" / "portraits"
-    assert {path.parent.name for path in downloaded.glob("*/*.jpg")} == {"uk_parliament"}
-    ONE_SOURCE_CHECKS[notebook.stem](results)
-
-
-def check_02_with_one_source(results: dict) -> None:
-    assert results["image_files"] == 1349 and results["persons_in_two_splits"] == 0
-    assert results["video_leaked_persons"]["by person"] == 0
-    assert results["video_leaked_persons"]["by image"] > 0
-    assert results["cleaning"]["kept"] > 250
-
-
-ONE_SOURCE_CHECKS = {"02_portrait_dataset": check_02_with_one_source}
-
-
 def test_committed_notebooks_carry_the_outputs_of_a_cpu_or_gpu_run():
     # What a learner reads on GitHub: a real run at 64x64 or more (`make notebooks`), not
     # the ci profile's 32x32 images that CI executes.
