@@ -1,14 +1,25 @@
-"""Benchmark: training images/s, with cached embeddings and with the extractor in every step.
+"""Benchmark: training images/s, on the path learners run and on arrays already in memory.
 
     .venv/bin/python benchmarks/training.py                       # CPU: small defaults
+    .venv/bin/python benchmarks/training.py --size 224 --batch 32 --portraits 512
     KERAS_BACKEND=jax python benchmarks/training.py --size 224 --batch 256 --steps 40
                                                                    # a GPU (H100: bfloat16)
 
-Prints one JSON object. "cached" trains the colorizer on (L, cached embedding) -> a,b, as
-koala_lib.train does; "inline" puts the frozen classifier (MobileNetV2 by default,
-``--extractor inception_resnet_v2`` for the paper's) inside the step: L -> gray RGB ->
-classifier -> logits -> colorizer, the classifier frozen. Random inputs and weights cost the
-same as real ones. The first steps (compilation) are not timed. Not a test: numbers only.
+Prints one JSON object:
+
+* ``learners_path``: :func:`koala_lib.train.train` on prepared portraits (``KOALA_DATA_DIR``,
+  or the built-in samples), as the notebooks call it: the feeder's stored bytes, the step,
+  the validation pass and the checkpoint of every epoch. Preparing and embedding the
+  portraits and the first epoch (compilation) are timed apart. ``input_wait_fraction`` is
+  the part of the training time spent in the feeder's ``__getitem__`` (its batches are read
+  in the training loop's thread, so the step waits for them).
+* ``feeder``: the feeder alone over those portraits, stored bytes and float batches.
+* ``cached``: the colorizer on random arrays already in memory (L, embedding) -> a,b, the
+  figure of earlier versions; ``inline`` puts the frozen classifier (MobileNetV2 by default,
+  ``--extractor inception_resnet_v2`` for the paper's) inside the step. Random inputs and
+  weights cost the same as real ones; the first steps (compilation) are not timed.
+
+Not a test: numbers only.
 """
 
 from __future__ import annotations
@@ -17,12 +28,16 @@ import argparse
 import json
 import os
 import platform
+import tempfile
 import time
+from dataclasses import replace
 
 import keras
 import numpy as np
 from keras import ops
 
+from koala_lib import course, data, train
+from koala_lib.data.feeder import ColorizationFeeder
 from koala_lib.environment import visible_gpus
 from koala_lib.features import EXTRACTORS, FeatureExtractor
 from koala_lib.losses import report_mse
@@ -68,6 +83,67 @@ def images_per_second(model, inputs, targets, batch: int, steps: int, warmup: in
     return batch * steps / (time.perf_counter() - start)
 
 
+def feeder_images_per_second(portraits, batch: int, seconds: float = 3.0, **options) -> float:
+    """The feeder alone: batches of the training images (flipped at random) for ``seconds``."""
+    feeder = ColorizationFeeder(portraits.prepared, portraits.embeddings,
+                                portraits.indices("train"), batch, flip=True, **options)
+    feeder[0]  # the page cache warm, as in a training run's second epoch
+    images, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for index in range(len(feeder)):
+            images += len(feeder[index][1])
+        feeder.on_epoch_end()
+    return images / (time.perf_counter() - start)
+
+
+def learners_path(args, precision: str) -> dict:
+    """train.train on prepared portraits: images/s of the epochs after the first, and the
+    part of them spent waiting for the feeder."""
+    start = time.perf_counter()
+    extractor = FeatureExtractor(args.extractor, "torchvision" if args.extractor ==
+                                 "mobilenet_v2" else None)
+    portraits = data.load_portraits(extractor, os.environ.get("KOALA_DATA_DIR") or None,
+                                    image_size=args.size, images=args.portraits,
+                                    progress=False)
+    prepared_s = time.perf_counter() - start
+    waited = []
+    read = ColorizationFeeder.__getitem__
+
+    def timed(feeder, index):  # the real feeder's batches, timed where the step waits
+        began = time.perf_counter()
+        try:
+            return read(feeder, index)
+        finally:
+            if feeder.shuffle:  # the training feeder's, not the validation's
+                waited.append(time.perf_counter() - began)
+
+    epochs = 1 + args.epochs
+    config = replace(course.SETTINGS["gpu"].train_config(), image_size=args.size,
+                     batch_size=args.batch, epochs=epochs, steps_per_epoch=args.steps,
+                     precision=precision, snapshot_images=6)
+    ColorizationFeeder.__getitem__ = timed
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            result = train.train(portraits, config, folder, verbose=0)
+    finally:
+        ColorizationFeeder.__getitem__ = read
+    history = result.history[1:]  # row 0: the untrained network's validation loss
+    per_epoch = args.steps * args.batch
+    train_s = sum(row["train_seconds"] for row in history[1:])
+    feeder_s = sum(waited[args.steps:])  # after the first epoch
+    return {"portraits": len(portraits.prepared), "train_images": len(portraits.indices("train")),
+            "val_images": len(portraits.indices("val")),
+            "prepare_and_embed_s": round(prepared_s, 1),
+            "first_epoch_s": round(history[0]["train_seconds"], 2),
+            "timed_epochs": len(history) - 1, "images_per_epoch": per_epoch,
+            "images_per_s": round(per_epoch * (len(history) - 1) / train_s, 1),
+            "input_wait_fraction": round(feeder_s / train_s, 4),
+            "feeder_packed_images_per_s": round(feeder_images_per_second(
+                portraits, args.batch, packed=True), 1),
+            "feeder_float_images_per_s": round(feeder_images_per_second(
+                portraits, args.batch), 1)}
+
+
 def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     gpu = visible_gpus() > 0
@@ -78,6 +154,10 @@ def main() -> dict:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--extractor", default="mobilenet_v2", choices=sorted(EXTRACTORS))
     parser.add_argument("--skip-inline", action="store_true")
+    parser.add_argument("--portraits", type=int, default=512 if gpu else 128,
+                        help="portraits prepared for the learners' path (0: skip it)")
+    parser.add_argument("--epochs", type=int, default=2,
+                        help="epochs of --steps batches timed after the first")
     args = parser.parse_args()
     precision = resolve_precision(args.precision)
     keras.utils.set_random_seed(0)
@@ -101,6 +181,10 @@ def main() -> dict:
                 inline, lightness, ab, args.batch, args.steps, args.warmup), 1)
             results["cached_speedup"] = round(
                 results["cached_images_per_s"] / results["inline_images_per_s"], 2)
+    if args.portraits:
+        results["learners_path"] = learners_path(args, precision)
+        results["learners_over_random_arrays"] = round(
+            results["learners_path"]["images_per_s"] / results["cached_images_per_s"], 3)
     print(json.dumps(results))
     return results
 

@@ -34,6 +34,7 @@ from koala_lib.data.portraits import (
 )
 from koala_lib.data.prepare import prepare
 from koala_lib.model import predict_scaled_ab
+from koala_lib.train import colorizer_of
 
 GRAY = "gray (a = b = 0)"
 TRAIN_MEAN = "training mean a,b"
@@ -340,6 +341,6 @@ class HeldOutMetrics(keras.callbacks.Callback):
         if logs is None:
             return
         _, summary = measure(self.data, self.indices,
-                             PredictedAB(self.model, self.data, self.indices))
+                             PredictedAB(colorizer_of(self.model), self.data, self.indices))
         for key in ("psnr", "ssim", "colourfulness", "colourfulness_gap", "chroma", "hue"):
             logs[f"val_{key}"] = summary[key]

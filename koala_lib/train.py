@@ -8,6 +8,10 @@
   ``clipnorm=None`` gives the report's plain Adam.
 * **Cached embeddings**: the frozen classifier runs once per image before training
   (:class:`koala_lib.data.cache.EmbeddingCache`); each step sees (L, embedding) -> a,b only.
+* **Stored bytes in, on the accelerator**: the feeder hands out the prepared set's uint8 L
+  and int8 a,b with a flip flag an image; :class:`StoredBytesTrainer` turns them into the
+  network's ranges and flips them inside the compiled step, so the host only copies bytes.
+  What is saved, and what ``colorize`` loads, is the colorizer itself (float L in, as ever).
 * **Precision** ``auto``: mixed bfloat16 on GPUs that have it (compute capability 8.0+:
   A100, L4, H100), mixed float16 with loss scaling on older ones (Colab's T4), float32 on
   CPUs. The network's last convolution stays float32 either way (:mod:`koala_lib.model`).
@@ -61,6 +65,8 @@ from koala_lib.environment import visible_gpus
 from koala_lib.losses import SoftEncodedCrossEntropy, report_mse, steps_until_plateau
 from koala_lib.model import CLASSIFICATION_FACTOR, HEADS, build_colorizer, predict_scaled_ab
 
+ops = keras.ops
+
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STATE_FILE = "state.json"
 KEEP_CHECKPOINTS = 2  # the newest and the one before: a damaged newest does not lose the run
@@ -70,10 +76,13 @@ __all__ = [
     "OVERFIT_OPTIMISERS",
     "ColorizationSnapshots",
     "OverfitRun",
+    "StoredBytesTrainer",
+    "StoredTargetLoss",
     "SubsetLoss",
     "TrainConfig",
     "TrainResult",
     "class_weights_for",
+    "colorizer_of",
     "compile_colorizer",
     "continues",
     "distribution_scope",
@@ -207,6 +216,65 @@ def micro_batching(batch_size: int, max_micro_batch: int | None) -> tuple[int, i
     return batch_size // steps, steps
 
 
+# --- the stored bytes, turned into the network's ranges inside the step ----------------------
+
+
+def flip_where(images, flags):
+    """Each image (N, H, W, C) mirrored left-right where its flag (N,) is set."""
+    flags = ops.reshape(ops.cast(flags, "bool"), (-1, 1, 1, 1))
+    return ops.where(flags, ops.flip(images, axis=2), images)
+
+
+class StoredBytesTrainer(keras.Model):
+    """The model :func:`train` fits: ``colorizer`` fed what the prepared set stores.
+
+    Its inputs are a feeder's ``packed=True`` batches: L as stored (uint8, steps of 100/255),
+    the embedding, and a flip flag an image (uint8); its targets are the stored int8 a,b
+    (:class:`StoredTargetLoss`). L goes to the network's range here, in ``keras.ops``, so it
+    runs in the compiled step on whichever backend and device. A flagged image is mirrored
+    on its way in and its prediction mirrored back: the loss, a mean over pixels, is then
+    exactly the mirrored pair's, and the targets need no flip. It holds no weights of its
+    own; :func:`colorizer_of` gives the colorizer, which is what is saved and loaded.
+    """
+
+    def __init__(self, colorizer: keras.Model, **kwargs):
+        super().__init__(**kwargs)
+        self.colorizer = colorizer
+
+    def call(self, inputs, training=False):
+        stored_l, embedding, flips = inputs
+        lightness = ops.cast(stored_l, "float32") * (color.L_MAX / 255.0 / color.L_SCALE) - 1.0
+        predicted = self.colorizer([flip_where(lightness, flips), embedding], training=training)
+        return flip_where(predicted, flips)
+
+
+class StoredTargetLoss(keras.losses.Loss):
+    """``loss`` (the colorizer's) against the stored int8 a,b, scaled inside the step."""
+
+    def __init__(self, loss, name="stored_target_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.loss = loss
+
+    def call(self, y_true, y_pred):
+        return self.loss(ops.cast(y_true, "float32") / color.AB_SCALE, y_pred)
+
+
+def stored_bytes_trainer(colorizer: keras.Model, jit_compile="auto") -> StoredBytesTrainer:
+    """A :class:`StoredBytesTrainer` around a compiled ``colorizer``, compiled with the same
+    optimizer object: it updates the colorizer's own variables, so the colorizer, saved,
+    carries the optimizer's state (a checkpoint resumes; :func:`_load_newest_intact`)."""
+    trainer = StoredBytesTrainer(colorizer)
+    trainer.compile(optimizer=colorizer.optimizer, loss=StoredTargetLoss(colorizer.loss),
+                    jit_compile=jit_compile)
+    return trainer
+
+
+def colorizer_of(model: keras.Model) -> keras.Model:
+    """The colorizer in a callback's ``self.model`` (the :class:`StoredBytesTrainer` that
+    :func:`train` fits), or ``model`` itself when it is a colorizer."""
+    return getattr(model, "colorizer", model)
+
+
 # --- callbacks -----------------------------------------------------------------------------
 
 
@@ -228,7 +296,8 @@ class ColorizationSnapshots(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         from PIL import Image
 
-        predicted = predict_scaled_ab(self.model, self.lightness, self.embeddings)
+        predicted = predict_scaled_ab(colorizer_of(self.model), self.lightness,
+                                      self.embeddings)
         rows = [np.concatenate(list(images), axis=1)
                 for images in (self.gray, color.model_to_rgb(self.lightness, predicted),
                                self.truth)]
@@ -240,22 +309,25 @@ class ColorizationSnapshots(keras.callbacks.Callback):
 
 
 class SubsetLoss(keras.callbacks.Callback):
-    """Adds the loss on fixed images (``indices`` of ``data``, as they are: no flip, no zoom)
-    to each epoch's logs as ``name``. With training images this is the training loss
-    measured the way ``val_loss`` is (Keras' own ``loss`` is averaged over an epoch of
-    augmented batches while the weights change), so ``val_loss - train_subset_loss`` is the
-    generalisation gap of that epoch."""
+    """For :func:`train`'s callbacks: adds the loss on fixed images (``indices`` of
+    ``data``, as they are: no flip, no zoom) to each epoch's logs as ``name``. With training
+    images this is the training loss measured the way ``val_loss`` is (Keras' own ``loss``
+    is averaged over an epoch of augmented batches while the weights change), so
+    ``val_loss - train_subset_loss`` is the generalisation gap of that epoch."""
 
     def __init__(self, data: PortraitData, indices, name: str = "train_subset_loss",
                  batch_size: int = 64):
         super().__init__()
         self.name = name
         self.feeder = ColorizationFeeder(data.prepared, data.embeddings, indices, batch_size,
-                                         shuffle=False)
+                                         shuffle=False, packed=True)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs[self.name] = float(self.model.evaluate(self.feeder, verbose=0))
+            trainer = self.model
+            if not isinstance(trainer, StoredBytesTrainer):  # a compiled colorizer, given
+                trainer = stored_bytes_trainer(trainer)
+            logs[self.name] = float(trainer.evaluate(self.feeder, verbose=0))
 
 
 class _RunRecorder(keras.callbacks.Callback):
@@ -288,7 +360,7 @@ class _RunRecorder(keras.callbacks.Callback):
             return
         checkpoint = _checkpoint_name(epoch + 1)
         partial = self.run_dir / "checkpoint.partial.keras"
-        self.model.save(partial)
+        colorizer_of(self.model).save(partial)  # with the optimizer's state, shared
         os.replace(partial, self.run_dir / checkpoint)
         previous = self.state["checkpoints"]
         kept = [*(name for name in previous if name != checkpoint), checkpoint]
@@ -628,11 +700,12 @@ def train(data: PortraitData, config: TrainConfig, run_dir, train_indices=None,
     feeder_steps = None if steps is None else steps * accumulation
     train_feeder = ColorizationFeeder(data.prepared, data.embeddings, train_indices, micro,
                                       shuffle=True, flip=config.flip, seed=config.seed,
-                                      steps_per_epoch=feeder_steps, max_zoom=config.max_zoom)
+                                      steps_per_epoch=feeder_steps, max_zoom=config.max_zoom,
+                                      packed=True)
     val_feeder = None
     if len(val_indices):
         val_feeder = ColorizationFeeder(data.prepared, data.embeddings, val_indices,
-                                        max(micro, 32), shuffle=False)
+                                        max(micro, 32), shuffle=False, packed=True)
     images_per_epoch = (len(train_indices) if feeder_steps is None else feeder_steps * micro)
 
     precision = resolve_precision(config.precision)
@@ -654,9 +727,10 @@ def train(data: PortraitData, config: TrainConfig, run_dir, train_indices=None,
             resumed_from = None
             state = {"identity": identity, "epochs_done": 0, "checkpoint": None,
                      "checkpoints": [], "history": [], "precision": precision}
-            if val_feeder is not None:  # where the curves start: the untrained network
-                state["history"].append({"epoch": 0, "val_loss": float(
-                    model.evaluate(val_feeder, verbose=0))})
+        trainer = stored_bytes_trainer(model, config.jit_compile)
+        if resumed_from is None and val_feeder is not None:  # where the curves start
+            state["history"].append({"epoch": 0, "val_loss": float(
+                trainer.evaluate(val_feeder, verbose=0))})
         initial_epoch = state["epochs_done"]
         show = (1 if _interactive() else 2) if verbose == "auto" else verbose
         if show and resumed_from is not None and initial_epoch >= config.epochs:
@@ -691,14 +765,14 @@ def train(data: PortraitData, config: TrainConfig, run_dir, train_indices=None,
         if board is not None:
             extra.append(board)
         if initial_epoch < config.epochs:
-            model.fit(train_feeder, validation_data=val_feeder, epochs=config.epochs,
+            trainer.fit(train_feeder, validation_data=val_feeder, epochs=config.epochs,
                       initial_epoch=initial_epoch, callbacks=extra,
                       # The feeder shuffles, seeded; Keras' own shuffle of the batch order
                       # draws from the global RNG and would differ after a resume.
                       shuffle=False,
                       verbose=show)
     return TrainResult(model, run_dir, state["history"], state["epochs_done"], resumed_from,
-                       precision, getattr(model, "jit_compile", config.jit_compile),
+                       precision, getattr(trainer, "jit_compile", config.jit_compile),
                        distribution, micro, accumulation,
                        list(snapshots.paths) if snapshots else [])
 

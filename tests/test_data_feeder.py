@@ -109,3 +109,34 @@ def test_feeder_zoom_varies_the_images_and_depends_only_on_the_seed(tmp_path):
     assert zoomed_l.shape == plain_l.shape and zoomed_ab.shape == plain_ab.shape
     with pytest.raises(ValueError, match="max_zoom"):
         ColorizationFeeder(prepared, embeddings, max_zoom=0.5)
+
+
+@pytest.mark.parametrize("max_zoom", [1.0, 1.5])
+def test_stored_bytes_batches_are_the_float_batches_before_conversion(ci_data, max_zoom):
+    from koala_lib import color
+
+    indices = ci_data.indices("train")[:12]
+    options = dict(batch_size=5, flip=True, seed=2, steps_per_epoch=3, max_zoom=max_zoom)
+    floats = ColorizationFeeder(ci_data.prepared, ci_data.embeddings, indices, **options)
+    stored = ColorizationFeeder(ci_data.prepared, ci_data.embeddings, indices, packed=True,
+                                **options)
+    flipped = 0
+    for epoch in (0, 1):
+        floats.epoch = stored.epoch = epoch
+        for batch in range(len(floats)):
+            (lightness, embedding), ab = floats[batch]
+            (stored_l, stored_embedding, flips), stored_ab = stored[batch]
+            assert (stored_l.dtype, stored_ab.dtype, flips.dtype) == (np.uint8, np.int8,
+                                                                      np.uint8)
+            np.testing.assert_array_equal(stored_embedding, embedding)  # same images, order
+            mirror = flips.astype(bool)
+            flipped += mirror.sum()
+            converted_l, converted_ab = color.lab_to_model(
+                color.unpack_lab(stored_l, stored_ab))
+            converted_l[mirror] = converted_l[mirror, :, ::-1]
+            converted_ab[mirror] = converted_ab[mirror, :, ::-1]
+            # Zoomed crops are rounded back to the stored steps: within half a step.
+            l_step, ab_step = (0, 0) if max_zoom == 1 else (1 / 255, 0.5 / 128 + 1e-6)
+            np.testing.assert_allclose(converted_l, lightness, atol=l_step + 1e-6)
+            np.testing.assert_allclose(converted_ab, ab, atol=ab_step + 1e-6)
+    assert 0 < flipped < 2 * 3 * 5

@@ -463,3 +463,27 @@ def test_weight_decay_uses_adamw_and_subset_loss_is_logged_each_epoch(ci_data, t
     logs = {}
     again.on_epoch_end(1, logs)
     assert logs["train_subset_loss"] == pytest.approx(losses[-1], rel=1e-4)
+
+
+@pytest.mark.parametrize("head", ["regression", "classification"])
+def test_the_stored_bytes_trainer_has_the_float_batches_loss(ci_data, head):
+    from koala_lib.data.feeder import ColorizationFeeder
+    from koala_lib.model import build_colorizer
+
+    config = small_config(head=head)
+    indices = ci_data.indices("train")[:8]
+    keras.utils.set_random_seed(0)
+    colorizer = build_colorizer(config.image_size, ci_data.embeddings.shape[1], head=head)
+    train.compile_colorizer(colorizer, config, class_weights=train.class_weights_for(
+        ci_data, indices) if head == "classification" else None)
+    trainer = train.stored_bytes_trainer(colorizer)
+    options = dict(batch_size=8, flip=True, seed=4, shuffle=False)
+    floats = ColorizationFeeder(ci_data.prepared, ci_data.embeddings, indices, **options)
+    stored = ColorizationFeeder(ci_data.prepared, ci_data.embeddings, indices, packed=True,
+                                **options)
+    assert 0 < stored[0][0][2].sum() < 8  # some images flipped, some not
+    # (evaluate moves a PyDataset's epoch on, and with it the flips: alike in both)
+    float_loss = float(colorizer.evaluate(floats, verbose=0))
+    assert float(trainer.evaluate(stored, verbose=0)) == pytest.approx(float_loss, rel=1e-5)
+    assert floats.epoch == stored.epoch > 0
+    assert train.colorizer_of(trainer) is colorizer and train.colorizer_of(colorizer) is colorizer

@@ -3,6 +3,13 @@
 Each batch is ``((scaled L, embedding), scaled a,b)`` read from a :class:`PreparedSet`
 (memory-mapped, so only the batch is in memory) and an array of cached embeddings.
 
+**Stored bytes** (``packed=True``, what :func:`koala_lib.train.train` uses): each batch is
+``((L as stored, uint8; embedding; flip flags, uint8), a,b as stored, int8)``. The host only
+copies bytes (a quarter of float32's) and no image is flipped there: the conversion to the
+network's ranges and the flips run inside the compiled training step, on the accelerator
+(:class:`koala_lib.train.StoredBytesTrainer`). The images, their order and the flags are
+the same as the float batches'.
+
 **The order of the images** is a stream: the training indices shuffled (seeded by
 ``(seed, pass)``), then shuffled again for the next pass, and so on. Epoch ``e`` reads its
 batches from that stream:
@@ -45,7 +52,8 @@ from skimage.transform import resize
 class ColorizationFeeder(keras.utils.PyDataset):
     def __init__(self, prepared, embeddings, indices=None, batch_size: int = 32,
                  shuffle: bool = True, flip: bool = False, seed: int = 0,
-                 steps_per_epoch: int | None = None, max_zoom: float = 1.0, **kwargs):
+                 steps_per_epoch: int | None = None, max_zoom: float = 1.0,
+                 packed: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.prepared = prepared
         self.embeddings = np.asarray(embeddings, np.float32)
@@ -64,6 +72,7 @@ class ColorizationFeeder(keras.utils.PyDataset):
             raise ValueError(f"max_zoom must be between 1 (no zoom) and 4, got {max_zoom}.")
         self.shuffle, self.flip, self.seed = shuffle, flip, seed
         self.max_zoom = float(max_zoom)
+        self.packed = bool(packed)
         self.epoch = 0
         self._passes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -117,6 +126,8 @@ class ColorizationFeeder(keras.utils.PyDataset):
         chosen, flips, zooms = np.asarray(chosen), np.asarray(flips), np.asarray(zooms)
         sort = np.argsort(chosen, kind="stable")  # memory-mapped reads in file order
         chosen, flips, zooms = chosen[sort], flips[sort], zooms[sort]
+        if self.packed:
+            return self._stored_bytes(chosen, flips, zooms)
         lightness, ab = self.prepared.model_arrays(chosen)
         if flips.any():
             lightness[flips] = lightness[flips, :, ::-1]
@@ -124,6 +135,18 @@ class ColorizationFeeder(keras.utils.PyDataset):
         for i in np.flatnonzero(zooms[:, 0] > 1):
             lightness[i], ab[i] = zoom_and_crop(lightness[i], ab[i], *zooms[i])
         return (lightness, self.embeddings[chosen]), ab
+
+    def _stored_bytes(self, chosen, flips, zooms):
+        lightness = self.prepared.packed_l[chosen]
+        ab = self.prepared.packed_ab[chosen]
+        for i in np.flatnonzero(zooms[:, 0] > 1):  # rounded back to the stored steps
+            factor, top, left = zooms[i]
+            left = 1 - left if flips[i] else left  # the float batches' crop, before the flip
+            zoomed_l, zoomed_ab = zoom_and_crop(lightness[i].astype(np.float32),
+                                                ab[i].astype(np.float32), factor, top, left)
+            lightness[i] = np.clip(np.round(zoomed_l), 0, 255)
+            ab[i] = np.clip(np.round(zoomed_ab), -128, 127)
+        return (lightness, self.embeddings[chosen], flips.astype(np.uint8)), ab
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
