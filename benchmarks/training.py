@@ -36,7 +36,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from koala_lib import course, data, train
+from koala_lib import color, course, data, train
 from koala_lib.data.feeder import ColorizationFeeder
 from koala_lib.environment import visible_gpus
 from koala_lib.features import EXTRACTORS, FeatureExtractor
@@ -45,34 +45,17 @@ from koala_lib.model import build_colorizer
 from koala_lib.train import precision_policy, resolve_precision
 
 
-def gray_rgb_from_scaled_l(scaled_l):
-    """Scaled L (-1..1) -> the gray sRGB in [0, 1] it stands for (a = b = 0), in keras.ops.
-
-    With a = b = 0, X/Xn = Y/Yn = Z/Zn, and sRGB's matrix maps the white point to (1, 1, 1),
-    so every linear channel equals Y; then the sRGB transfer curve.
-    """
-    lightness = (ops.cast(scaled_l, "float32") + 1.0) * 50.0
-    fy = (lightness + 16.0) / 116.0
-    y = ops.where(fy ** 3 > 0.008856, fy ** 3, lightness / 903.3)
-    srgb = ops.where(y <= 0.0031308, 12.92 * y, 1.055 * ops.power(ops.maximum(y, 1e-8),
-                                                                      1 / 2.4) - 0.055)
-    return ops.repeat(ops.clip(srgb, 0.0, 1.0), 3, axis=-1)
-
-
 def inline_model(size: int, extractor: FeatureExtractor) -> keras.Model:
+    """L -> the extractor's graph (gray RGB, resize, normalise, classifier) -> colorizer."""
     lightness = keras.Input((size, size, 1), name="L")
-    rgb = gray_rgb_from_scaled_l(lightness)
-    if size != extractor.input_size:
-        rgb = keras.layers.Resizing(extractor.input_size, extractor.input_size)(rgb)
-    if extractor.normalisation == "torchvision":
-        rgb = (rgb - np.array([0.485, 0.456, 0.406], "float32")) / np.array(
-            [0.229, 0.224, 0.225], "float32")
-    else:
-        rgb = rgb * 2.0 - 1.0
     extractor.model.trainable = False
-    logits = ops.cast(extractor.model(rgb, training=False), "float32")
+    logits = extractor.embedder(size)(unscale_l(lightness))
     colorizer = build_colorizer(size, int(logits.shape[-1]))
     return keras.Model(lightness, colorizer([lightness, logits]))
+
+
+def unscale_l(scaled_l):
+    return (ops.cast(scaled_l, "float32") + 1.0) * color.L_SCALE
 
 
 def images_per_second(model, inputs, targets, batch: int, steps: int, warmup: int) -> float:
@@ -101,11 +84,16 @@ def learners_path(args, precision: str) -> dict:
     part of them spent waiting for the feeder."""
     start = time.perf_counter()
     extractor = FeatureExtractor(args.extractor, "torchvision" if args.extractor ==
-                                 "mobilenet_v2" else None)
+                                 "mobilenet_v2" else None)  # offline: untrained, same cost
     portraits = data.load_portraits(extractor, os.environ.get("KOALA_DATA_DIR") or None,
-                                    image_size=args.size, images=args.portraits,
-                                    progress=False)
+                                    image_size=args.size, progress=False,
+                                    images=args.portraits if args.portraits > 0 else None)
     prepared_s = time.perf_counter() - start
+    lightness = portraits.prepared.lightness_view()
+    extractor.embed(lightness[:8])  # tracing, not timed
+    embed_s = time.perf_counter()
+    extractor.embed(lightness, batch_size=args.batch)  # again, as the cache's first time
+    embed_s = time.perf_counter() - embed_s
     waited = []
     read = ColorizationFeeder.__getitem__
 
@@ -134,6 +122,8 @@ def learners_path(args, precision: str) -> dict:
     return {"portraits": len(portraits.prepared), "train_images": len(portraits.indices("train")),
             "val_images": len(portraits.indices("val")),
             "prepare_and_embed_s": round(prepared_s, 1),
+            "extractor": f"{extractor.name} ({extractor.weights_name})",
+            "embed_images_per_s": round(len(portraits.prepared) / embed_s, 1),
             "first_epoch_s": round(history[0]["train_seconds"], 2),
             "timed_epochs": len(history) - 1, "images_per_epoch": per_epoch,
             "images_per_s": round(per_epoch * (len(history) - 1) / train_s, 1),
@@ -155,7 +145,8 @@ def main() -> dict:
     parser.add_argument("--extractor", default="mobilenet_v2", choices=sorted(EXTRACTORS))
     parser.add_argument("--skip-inline", action="store_true")
     parser.add_argument("--portraits", type=int, default=512 if gpu else 128,
-                        help="portraits prepared for the learners' path (0: skip it)")
+                        help="portraits prepared for the learners' path (0: skip it; "
+                             "-1: all)")
     parser.add_argument("--epochs", type=int, default=2,
                         help="epochs of --steps batches timed after the first")
     args = parser.parse_args()

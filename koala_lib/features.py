@@ -18,7 +18,14 @@ into [0, 1], so the 1x1 convolution sees differences between images.
 
 The classifier sees what the colorizer sees: the image's lightness only. L is turned into
 the gray sRGB image it stands for (a = b = 0), replicated to 3 channels, resized to the
-extractor's input and normalised the way its weights expect.
+extractor's input and normalised the way its weights expect. These steps are ``keras.ops``
+in front of the classifier, one graph (:meth:`FeatureExtractor.embedder`): they run on the
+accelerator, in batches, and the host only hands over L (on the H200 machine the host's
+scikit-image resize to 299 once held Inception-ResNet-v2 to 19 images/s). They compute
+what scikit-image's ``lab2rgb`` and order-1 ``resize`` give, to float32 rounding: the
+resize is linear and separable, so it is two matrix products, each matrix scikit-image's
+own resize of an identity matrix (:func:`resize_matrix`: its mirrored borders and, for a
+smaller image, its Gaussian antialiasing included).
 
 Their cost (images embedded a second) is measured by ``benchmarks/embeddings.py``.
 
@@ -29,6 +36,7 @@ offline, that fails with a message naming the offline choice.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -44,6 +52,8 @@ from pathlib import Path
 import keras
 import numpy as np
 from keras import layers
+from skimage.color import xyz_tristimulus_values
+from skimage.color.colorconv import rgb_from_xyz
 from skimage.transform import resize
 
 from koala_lib import color
@@ -61,10 +71,31 @@ OFFLINE_FILE = "mobilenet_v2-b0353104.pth"
 OFFLINE_SHA256 = "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
 CONVERTED_FILE = "mobilenet_v2_torchvision_b0353104.weights.h5"  # in Keras' format, cached
 KERAS_INCEPTION_FILE = "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels.h5"
-# Images converted and embedded at a time: bounds memory (about 2.5 MB an image at 299x299
-# between the float64 resize and the float32 input), whatever the set's size.
-EMBED_CHUNK = 64
+# Images handed to the embedder at a time: bounds the host's memory (the L of a chunk, and
+# its embeddings), whatever the set's size; the batch bounds the device's.
+EMBED_CHUNK = 256
+# With a = b = 0, X/Xn = Y/Yn = Z/Zn: every linear sRGB channel is Y times this (about 1).
+GRAY_TO_LINEAR_RGB = (rgb_from_xyz @ xyz_tristimulus_values(illuminant="D65", observer="2")
+                      ).astype(np.float32)
 RANDOM_WEIGHTS_SEED = 0  # weights=None: untrained, but the same in every process
+
+
+@functools.lru_cache(maxsize=16)
+def resize_matrix(source: int, target: int) -> np.ndarray:
+    """(target, source) float32: scikit-image's order-1 ``resize`` (antialiased) of a length
+    ``source`` to ``target``, as a matrix. A 2-d resize is this along each axis."""
+    return resize(np.eye(source), (target, source), order=1, anti_aliasing=True
+                  ).astype(np.float32)
+
+
+def gray_rgb(lightness):
+    """L in [0, 100] (..., 1) -> the gray sRGB in [0, 1] it stands for (a = b = 0), (..., 3),
+    in ``keras.ops``: scikit-image's ``lab2rgb`` (D65, 2 degrees) written for a = b = 0."""
+    f = (keras.ops.cast(lightness, "float32") + 16.0) / 116.0
+    y = keras.ops.where(f > 0.2068966, f ** 3, (f - 16.0 / 116.0) / 7.787)
+    linear = y * GRAY_TO_LINEAR_RGB
+    curved = 1.055 * keras.ops.power(keras.ops.maximum(linear, 0.0031308), 1 / 2.4) - 0.055
+    return keras.ops.clip(keras.ops.where(linear > 0.0031308, curved, 12.92 * linear), 0, 1)
 
 
 @dataclass(frozen=True)
@@ -251,6 +282,7 @@ class FeatureExtractor:
         self.model.trainable = False
         self.embedding_dim = int(self.model.output.shape[-1])
         self._fingerprint: str | None = None
+        self._graphs: dict[tuple, keras.Model] = {}
 
     def __repr__(self) -> str:
         return (f"FeatureExtractor({self.name!r}, weights={self.weights_name!r}, "
@@ -266,46 +298,49 @@ class FeatureExtractor:
             self._fingerprint = digest.hexdigest()
         return self._fingerprint
 
-    def preprocess_rgb(self, rgb) -> np.ndarray:
-        """RGB (N, H, W, 3), any dtype koala accepts -> the network's input."""
-        rgb = color.as_float_rgb(rgb)
-        if rgb.ndim == 3:
-            rgb = rgb[None]
-        size = (self.input_size, self.input_size)
-        if rgb.shape[1:3] != size:
-            resized = np.empty((len(rgb), *size, 3), np.float32)
-            for i, image in enumerate(rgb):  # one float64 image at a time, not the batch
-                resized[i] = resize(image, size, order=1, anti_aliasing=True)
-            rgb = resized
-        rgb = rgb.astype(np.float32, copy=False)
+    def preprocess(self, rgb):
+        """RGB in [0, 1] (N, H, W, 3), a tensor of known H, W -> the classifier's input:
+        resized to its size as scikit-image would (:func:`resize_matrix`) and normalised as
+        its weights expect."""
+        height, width = rgb.shape[1:3]
+        if height != self.input_size:
+            rgb = keras.ops.einsum("sh,nhwc->nswc", resize_matrix(height, self.input_size), rgb)
+        if width != self.input_size:
+            rgb = keras.ops.einsum("tw,nswc->nstc", resize_matrix(width, self.input_size), rgb)
         if self.normalisation == "torchvision":
             return (rgb - IMAGENET_MEAN) / IMAGENET_STD
         return rgb * 2.0 - 1.0
 
-    def gray_from_lightness(self, lightness) -> np.ndarray:
-        """Lab L (N, H, W) or (N, H, W, 1) in [0, 100] -> gray sRGB (N, H, W, 3)."""
-        lightness = np.asarray(lightness, np.float32)
-        if lightness.ndim == 4 and lightness.shape[-1] == 1:
-            lightness = lightness[..., 0]
-        if lightness.ndim == 2:
-            lightness = lightness[None]
-        if lightness.ndim != 3:
-            raise ValueError(f"expected L of shape (N, H, W[, 1]), got {lightness.shape}.")
-        return color.lab_to_rgb(color.merge_lab(lightness, np.zeros((*lightness.shape, 2))))
+    def _graph(self, channels: int, size) -> keras.Model:
+        """Input (N, H, W, channels) -> logits: the preprocessing and the frozen classifier
+        in one model (L in [0, 100] with one channel, RGB in [0, 1] with three)."""
+        key = (channels, *size)
+        if key not in self._graphs:
+            inputs = keras.Input((*size, channels), name="L" if channels == 1 else "rgb")
+            rgb = gray_rgb(inputs) if channels == 1 else keras.ops.cast(inputs, "float32")
+            logits = self.model(self.preprocess(rgb), training=False)
+            self._graphs[key] = keras.Model(inputs, keras.ops.cast(logits, "float32"),
+                                            name=f"{self.name}_embedder")
+        return self._graphs[key]
+
+    def embedder(self, image_size: int) -> keras.Model:
+        """The graph that maps L in [0, 100] (N, S, S, 1) to the embeddings (N, D)."""
+        return self._graph(1, (image_size, image_size))
 
     def logits_from_rgb(self, rgb, batch_size: int = 32) -> np.ndarray:
         """Class scores for colour images (what the classifier would say with colour)."""
-        inputs = self.preprocess_rgb(rgb)
-        return self.model.predict(inputs, batch_size=batch_size, verbose=0).astype(np.float32)
+        rgb = color.as_float_rgb(rgb)
+        rgb = rgb[None] if rgb.ndim == 3 else rgb
+        return self._graph(3, rgb.shape[1:3]).predict(rgb, batch_size=batch_size, verbose=0)
 
     def embed(self, lightness, batch_size: int = 32, verbose: int = 0,
               chunk: int = EMBED_CHUNK) -> np.ndarray:
         """Embeddings (N, D) from lightness only: what the colorizer's fusion receives.
 
         ``lightness`` is L in [0, 100], (N, H, W[, 1]): an array, a memory map, or anything
-        that slices like one (``PreparedSet.lightness_view``). It is converted ``chunk``
-        images at a time, so memory stays flat however many images there are: the
-        classifier's float input is 1 MB an image at 299x299, 2 GB for the portrait set.
+        that slices like one (``PreparedSet.lightness_view``). It is handed to
+        :meth:`embedder` ``chunk`` images at a time, so the host's memory stays flat however
+        many images there are.
         """
         count = len(lightness)
         output = np.empty((count, self.embedding_dim), np.float32)
@@ -315,9 +350,12 @@ class FeatureExtractor:
                   disable=not verbose or count <= chunk) as bar:
             for start in range(0, count, chunk):
                 part = np.asarray(lightness[start : start + chunk], np.float32)
-                inputs = self.preprocess_rgb(self.gray_from_lightness(part))
-                output[start : start + len(part)] = self.model.predict(
-                    inputs, batch_size=batch_size, verbose=verbose if count <= chunk else 0)
+                if part.ndim == 3:
+                    part = part[..., None]
+                if part.ndim != 4 or part.shape[-1] != 1:
+                    raise ValueError(f"expected L of shape (N, H, W[, 1]), got {part.shape}.")
+                output[start : start + len(part)] = self._graph(1, part.shape[1:3]).predict(
+                    part, batch_size=batch_size, verbose=verbose if count <= chunk else 0)
                 bar.update(len(part))
         return output
 
@@ -330,6 +368,23 @@ class FeatureExtractor:
             [(names[i], float(row[i])) for i in np.argsort(row)[::-1][:k]]
             for row in probabilities
         ]
+
+
+def scikit_image_embeddings(extractor: FeatureExtractor, lightness) -> np.ndarray:
+    """The reference for :meth:`FeatureExtractor.embed`: the same steps on the host, as
+    koala computed them before the graph (scikit-image's ``lab2rgb`` and order-1 ``resize``
+    in float64, one image at a time), then the classifier. Slow: for tests and benchmarks."""
+    lightness = np.asarray(lightness, np.float32)
+    gray = color.lab_to_rgb(color.merge_lab(lightness[..., 0],
+                                            np.zeros((*lightness.shape[:3], 2))))
+    size = (extractor.input_size, extractor.input_size)
+    rgb = np.stack([resize(image, size, order=1, anti_aliasing=True) for image in gray])
+    rgb = rgb.astype(np.float32)
+    if extractor.normalisation == "torchvision":
+        rgb = (rgb - IMAGENET_MEAN) / IMAGENET_STD
+    else:
+        rgb = rgb * 2.0 - 1.0
+    return extractor.model.predict(rgb, verbose=0)
 
 
 def load_extractor(name: str = "mobilenet_v2", weights="auto",

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 from skimage import data as skdata
+from skimage.transform import resize
 
 from koala_lib import color, features
 
@@ -47,7 +48,7 @@ def test_a_weights_file_matching_only_the_first_hash_digits_is_refused(tmp_path,
 
 def test_converted_mobilenet_classifies_real_photos(mobilenet):
     top = mobilenet.top_classes(np.stack([
-        color.to_uint8(features.resize(image, (224, 224), anti_aliasing=True))
+        color.to_uint8(resize(image, (224, 224), anti_aliasing=True))
         for image in (skdata.chelsea(), skdata.coffee())
     ]), k=3)
     cat, coffee = top
@@ -65,6 +66,25 @@ def test_embeddings_are_logits_from_lightness_only(mobilenet):
     # The colour of the photo cannot leak: the gray photo gives the same embedding.
     gray_lightness = color.rgb_to_lab(color.rgb_to_gray(rgb))[..., :1][None]
     np.testing.assert_allclose(mobilenet.embed(gray_lightness), embedding, atol=1e-2)
+
+
+@pytest.mark.parametrize("size", [224, 120, 320])
+def test_the_embedder_graph_gives_the_scikit_image_embeddings_of_real_portraits(
+        mobilenet, portrait_folder, size):
+    from koala_lib import data
+    from koala_lib.data import prepare
+
+    paths = data.list_images(portrait_folder, colour_only=True)[::300][:6]
+    prepared = prepare.prepare(paths, size, workers=1, progress=False)
+    lightness = prepared.lightness(np.arange(len(paths)))
+    expected = features.scikit_image_embeddings(mobilenet, lightness)
+    found = mobilenet.embed(lightness, chunk=4)  # two chunks
+    # Float32 rounding apart (a few 1e-5 of logits that reach about 15), the same numbers.
+    np.testing.assert_allclose(found, expected, atol=1e-3 * np.abs(expected).max())
+    gray = mobilenet.top_classes(color.lab_to_rgb(color.merge_lab(
+        lightness[..., 0], np.zeros((*lightness.shape[:3], 2)))), k=1)
+    assert [row[0][0] for row in gray] == [
+        features.imagenet_class_names()[i] for i in expected.argmax(axis=1)]
 
 
 def test_inception_resnet_v2_is_registered_with_its_input_size():
