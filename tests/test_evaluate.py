@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import types
 
 import keras
 import numpy as np
@@ -157,3 +158,31 @@ def test_an_empty_set_of_images_is_a_clear_error(ci_data):
     gray = np.zeros((0, ci_data.image_size, ci_data.image_size, 2), np.float32)
     with pytest.raises(ValueError, match="no images to evaluate"):
         evaluate.measure(ci_data, np.array([], int), gray)
+
+
+@pytest.mark.parametrize(("every", "measured"), [(3, [1, 4, 7, 10]), ("auto", [1, 5, 9, 10]),
+                                                  (1, list(range(1, 11)))])
+def test_held_out_metrics_skip_epochs_to_stay_within_their_budget(monkeypatch, every,
+                                                                   measured):
+    clock = [0.0]
+
+    def measure_taking_two_seconds(data, indices, predicted):
+        clock[0] += 2.0
+        return None, {key: 1.0 for key in ("psnr", "ssim", "colourfulness",
+                                           "colourfulness_gap", "chroma", "hue")}
+
+    monkeypatch.setattr(evaluate, "measure", measure_taking_two_seconds)
+    monkeypatch.setattr(evaluate.time, "perf_counter", lambda: clock[0])
+    portraits = types.SimpleNamespace(image_size=8)  # measure() is replaced: no model runs
+    callback = evaluate.HeldOutMetrics(portraits, [0, 1], every=every)
+    callback.set_params({"epochs": 10})
+    logs = []
+    for epoch in range(10):
+        callback.on_epoch_begin(epoch)
+        clock[0] += 5.0  # an epoch of 5 s: 2 s of metrics every 4 epochs is a tenth
+        logs.append({"loss": 1.0})
+        callback.on_epoch_end(epoch, logs[-1])
+    assert callback.measured == measured
+    assert [epoch for epoch, row in enumerate(logs, 1) if "val_ssim" in row] == measured
+    with pytest.raises(ValueError, match="every"):
+        evaluate.HeldOutMetrics(None, [0], every=0)
