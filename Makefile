@@ -27,7 +27,9 @@ BACKEND_TESTS := tests/test_model.py tests/test_features.py tests/test_data_cach
     tests/test_losses.py \
     tests/test_train.py::test_ci_profile_lowers_the_held_out_loss \
     tests/test_train.py::test_classification_head_trains_in_the_ci_profile_and_lowers_its_loss \
-    tests/test_train.py::test_interrupted_run_resumes_to_the_same_end
+    tests/test_train.py::test_interrupted_run_resumes_to_the_same_end \
+    tests/test_train.py::test_a_resident_set_trains_the_same_run_as_the_host_path \
+    tests/test_train.py::test_the_stored_bytes_trainer_has_the_float_batches_loss
 
 .PHONY: help env test test-kernels course lab notebooks gpu-check-pack gpu-check clean
 

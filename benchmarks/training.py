@@ -121,6 +121,7 @@ def learners_path(args, precision: str) -> dict:
     feeder_s = sum(waited[args.steps:])  # after the first epoch
     return {"portraits": len(portraits.prepared), "train_images": len(portraits.indices("train")),
             "val_images": len(portraits.indices("val")),
+            "data_on_device": train.keeps_resident(portraits, "auto", config),
             "prepare_and_embed_s": round(prepared_s, 1),
             "extractor": f"{extractor.name} ({extractor.weights_name})",
             "embed_images_per_s": round(len(portraits.prepared) / embed_s, 1),

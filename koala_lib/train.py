@@ -89,6 +89,7 @@ __all__ = [
     "micro_batching",
     "overfit_runs",
     "overfit_summary",
+    "keeps_resident",
     "precision_policy",
     "resolve_precision",
     "run_identity",
@@ -235,17 +236,40 @@ class StoredBytesTrainer(keras.Model):
     on its way in and its prediction mirrored back: the loss, a mean over pixels, is then
     exactly the mirrored pair's, and the targets need no flip. It holds no weights of its
     own; :func:`colorizer_of` gives the colorizer, which is what is saved and loaded.
+
+    With ``resident=(stored L, stored a,b, embeddings)`` of the whole prepared set, those are
+    copied to the device once (non-trainable variables) and the inputs are only a feeder's
+    ``resident=True`` batches, (indices, flip flags): the step gathers the images there and
+    adds the colorizer's loss itself (``add_loss``; compile it without a loss).
     """
 
-    def __init__(self, colorizer: keras.Model, **kwargs):
+    def __init__(self, colorizer: keras.Model, resident=None, **kwargs):
         super().__init__(**kwargs)
         self.colorizer = colorizer
+        self.resident = resident is not None
+        if self.resident:
+            stored_l, stored_ab, embeddings = resident
+            self.stored_l = keras.Variable(np.asarray(stored_l), dtype="uint8",
+                                           trainable=False, name="stored_l")
+            self.stored_ab = keras.Variable(np.asarray(stored_ab), dtype="int8",
+                                            trainable=False, name="stored_ab")
+            self.stored_embeddings = keras.Variable(np.asarray(embeddings, np.float32),
+                                                    trainable=False, name="embeddings")
 
     def call(self, inputs, training=False):
-        stored_l, embedding, flips = inputs
+        if self.resident:
+            indices, flips = inputs
+            stored_l = ops.take(self.stored_l, indices, axis=0)
+            embedding = ops.take(self.stored_embeddings, indices, axis=0)
+        else:
+            stored_l, embedding, flips = inputs
         lightness = ops.cast(stored_l, "float32") * (color.L_MAX / 255.0 / color.L_SCALE) - 1.0
         predicted = self.colorizer([flip_where(lightness, flips), embedding], training=training)
-        return flip_where(predicted, flips)
+        predicted = flip_where(predicted, flips)
+        if self.resident:
+            target = ops.cast(ops.take(self.stored_ab, indices, axis=0), "float32")
+            self.add_loss(self.colorizer.loss(target / color.AB_SCALE, predicted))
+        return predicted
 
 
 class StoredTargetLoss(keras.losses.Loss):
@@ -259,14 +283,52 @@ class StoredTargetLoss(keras.losses.Loss):
         return self.loss(ops.cast(y_true, "float32") / color.AB_SCALE, y_pred)
 
 
-def stored_bytes_trainer(colorizer: keras.Model, jit_compile="auto") -> StoredBytesTrainer:
+def stored_bytes_trainer(colorizer: keras.Model, jit_compile="auto",
+                         resident=None) -> StoredBytesTrainer:
     """A :class:`StoredBytesTrainer` around a compiled ``colorizer``, compiled with the same
     optimizer object: it updates the colorizer's own variables, so the colorizer, saved,
     carries the optimizer's state (a checkpoint resumes; :func:`_load_newest_intact`)."""
-    trainer = StoredBytesTrainer(colorizer)
-    trainer.compile(optimizer=colorizer.optimizer, loss=StoredTargetLoss(colorizer.loss),
-                    jit_compile=jit_compile)
+    trainer = StoredBytesTrainer(colorizer, resident)
+    trainer.compile(optimizer=colorizer.optimizer, jit_compile=jit_compile,
+                    loss=None if resident is not None else StoredTargetLoss(colorizer.loss))
     return trainer
+
+
+RESIDENT_FRACTION = 0.25  # of the accelerator's memory, at most, for the resident set
+
+
+def accelerator_bytes() -> int | None:
+    """The first GPU's memory as the backend reports it (JAX), else None."""
+    if keras.backend.backend() != "jax" or not visible_gpus():
+        return None  # TensorFlow reports no total; a CPU is no accelerator
+    import jax
+
+    gpu = next(device for device in jax.devices() if device.platform == "gpu")
+    try:
+        return int(gpu.memory_stats()["bytes_limit"])
+    except (KeyError, TypeError, AttributeError, RuntimeError):
+        return None
+
+
+def resident_bytes(data: PortraitData) -> int:
+    """What keeping ``data``'s prepared set and embeddings on the accelerator takes."""
+    return int(data.prepared.packed_l.nbytes + data.prepared.packed_ab.nbytes
+               + np.asarray(data.embeddings).nbytes)
+
+
+def keeps_resident(data: PortraitData, resident, config: TrainConfig) -> bool:
+    """``resident`` True / False, or "auto": on the accelerator when the set takes at most
+    :data:`RESIDENT_FRACTION` of its memory (and the feeder need not zoom on the host)."""
+    if resident not in (True, False, "auto"):
+        raise ValueError(f"resident must be True, False or 'auto', got {resident!r}.")
+    if config.max_zoom > 1:
+        if resident is True:
+            raise ValueError("the zoom is done on the host: resident=True needs max_zoom=1.")
+        return False
+    if resident != "auto":
+        return resident
+    memory = accelerator_bytes()
+    return memory is not None and resident_bytes(data) <= RESIDENT_FRACTION * memory
 
 
 def colorizer_of(model: keras.Model) -> keras.Model:
@@ -319,15 +381,17 @@ class SubsetLoss(keras.callbacks.Callback):
                  batch_size: int = 64):
         super().__init__()
         self.name = name
-        self.feeder = ColorizationFeeder(data.prepared, data.embeddings, indices, batch_size,
-                                         shuffle=False, packed=True)
+        self.feeders = {resident: ColorizationFeeder(
+            data.prepared, data.embeddings, indices, batch_size, shuffle=False, packed=True,
+            resident=resident) for resident in (False, True)}
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             trainer = self.model
             if not isinstance(trainer, StoredBytesTrainer):  # a compiled colorizer, given
                 trainer = stored_bytes_trainer(trainer)
-            logs[self.name] = float(trainer.evaluate(self.feeder, verbose=0))
+            logs[self.name] = float(trainer.evaluate(self.feeders[trainer.resident],
+                                                     verbose=0))
 
 
 class _RunRecorder(keras.callbacks.Callback):
@@ -651,7 +715,7 @@ def continues(run_dir, data: PortraitData, config: TrainConfig, train_indices=No
 def train(data: PortraitData, config: TrainConfig, run_dir, train_indices=None,
           val_indices=None, resume: bool = True, callbacks=(), verbose="auto",
           keep_checkpoints: int = KEEP_CHECKPOINTS, checkpoint_every_epoch: bool = True,
-          tensorboard: bool = True) -> TrainResult:
+          tensorboard: bool = True, resident="auto") -> TrainResult:
     """Train (or resume) a colorizer on ``data``; everything is written under ``run_dir``.
 
     ``train_indices`` / ``val_indices`` default to the "train" and "val" splits. A
@@ -662,7 +726,10 @@ def train(data: PortraitData, config: TrainConfig, run_dir, train_indices=None,
     optimizer's state included), at the price of no older checkpoint to fall back on.
     For many short runs (:mod:`koala_lib.studies`), ``checkpoint_every_epoch=False`` writes
     the checkpoint and the state once, after the last epoch (a run cut short starts over),
-    and ``tensorboard=False`` writes no TensorBoard log.
+    and ``tensorboard=False`` writes no TensorBoard log. ``resident``: whether the prepared
+    set is copied to the accelerator once and each step gathers its batch there
+    (:func:`keeps_resident`; "auto": when it fits in a quarter of the GPU's memory under
+    JAX, never on a CPU). The batches, their order and the results are the same either way.
     """
     if keep_checkpoints < 1:
         raise ValueError(f"keep_checkpoints must be at least 1, got {keep_checkpoints}.")
@@ -698,14 +765,16 @@ def train(data: PortraitData, config: TrainConfig, run_dir, train_indices=None,
     if accumulation > 1 and steps is None:  # whole batches only, so updates stay aligned
         steps = -(-len(train_indices) // config.batch_size)
     feeder_steps = None if steps is None else steps * accumulation
+    on_device = keeps_resident(data, resident, config)
     train_feeder = ColorizationFeeder(data.prepared, data.embeddings, train_indices, micro,
                                       shuffle=True, flip=config.flip, seed=config.seed,
                                       steps_per_epoch=feeder_steps, max_zoom=config.max_zoom,
-                                      packed=True)
+                                      packed=True, resident=on_device)
     val_feeder = None
     if len(val_indices):
         val_feeder = ColorizationFeeder(data.prepared, data.embeddings, val_indices,
-                                        max(micro, 32), shuffle=False, packed=True)
+                                        max(micro, 32), shuffle=False, packed=True,
+                                        resident=on_device)
     images_per_epoch = (len(train_indices) if feeder_steps is None else feeder_steps * micro)
 
     precision = resolve_precision(config.precision)
@@ -727,7 +796,9 @@ def train(data: PortraitData, config: TrainConfig, run_dir, train_indices=None,
             resumed_from = None
             state = {"identity": identity, "epochs_done": 0, "checkpoint": None,
                      "checkpoints": [], "history": [], "precision": precision}
-        trainer = stored_bytes_trainer(model, config.jit_compile)
+        trainer = stored_bytes_trainer(model, config.jit_compile, (
+            data.prepared.packed_l, data.prepared.packed_ab, data.embeddings)
+            if on_device else None)
         if resumed_from is None and val_feeder is not None:  # where the curves start
             state["history"].append({"epoch": 0, "val_loss": float(
                 trainer.evaluate(val_feeder, verbose=0))})
@@ -748,6 +819,7 @@ def train(data: PortraitData, config: TrainConfig, run_dir, train_indices=None,
                   f"{f' ({accumulation} micro-batches of {micro})' if accumulation > 1 else ''}"
                   f" on {len(train_indices)} images | {config.head} head | {precision} | "
                   f"{distribution} | "
+                  f"{'data on the device | ' if on_device else ''}"
                   f"backend {keras.backend.backend()}")
         recorder = _RunRecorder(run_dir, state, images_per_epoch, keep_checkpoints,
                                 None if checkpoint_every_epoch else config.epochs)

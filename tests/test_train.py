@@ -487,3 +487,20 @@ def test_the_stored_bytes_trainer_has_the_float_batches_loss(ci_data, head):
     assert float(trainer.evaluate(stored, verbose=0)) == pytest.approx(float_loss, rel=1e-5)
     assert floats.epoch == stored.epoch > 0
     assert train.colorizer_of(trainer) is colorizer and train.colorizer_of(colorizer) is colorizer
+
+
+def test_a_resident_set_trains_the_same_run_as_the_host_path(ci_data, tmp_path):
+    config = small_config(epochs=2, snapshot_images=0)
+    subset = ci_data.indices("train")[:16]
+    runs = {resident: train.train(ci_data, config, tmp_path / f"run-{resident}",
+                                  train_indices=subset, verbose=0, tensorboard=False,
+                                  resident=resident)
+            for resident in (False, True)}
+    assert not train.keeps_resident(ci_data, "auto", config)  # a CPU is no accelerator
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(runs[True].curve(key), runs[False].curve(key), rtol=1e-4)
+    for host, device in zip(runs[False].model.get_weights(), runs[True].model.get_weights(),
+                            strict=True):
+        np.testing.assert_allclose(device, host, atol=1e-5)
+    with pytest.raises(ValueError, match="max_zoom"):
+        train.keeps_resident(ci_data, True, small_config(max_zoom=1.2))

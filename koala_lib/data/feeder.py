@@ -8,7 +8,9 @@ Each batch is ``((scaled L, embedding), scaled a,b)`` read from a :class:`Prepar
 copies bytes (a quarter of float32's) and no image is flipped there: the conversion to the
 network's ranges and the flips run inside the compiled training step, on the accelerator
 (:class:`koala_lib.train.StoredBytesTrainer`). The images, their order and the flags are
-the same as the float batches'.
+the same as the float batches'. With ``resident=True`` as well (the prepared set copied to
+the accelerator once) a batch is only ``(indices into the prepared set, flip flags)``: the
+step gathers the images there.
 
 **The order of the images** is a stream: the training indices shuffled (seeded by
 ``(seed, pass)``), then shuffled again for the next pass, and so on. Epoch ``e`` reads its
@@ -53,7 +55,7 @@ class ColorizationFeeder(keras.utils.PyDataset):
     def __init__(self, prepared, embeddings, indices=None, batch_size: int = 32,
                  shuffle: bool = True, flip: bool = False, seed: int = 0,
                  steps_per_epoch: int | None = None, max_zoom: float = 1.0,
-                 packed: bool = False, **kwargs):
+                 packed: bool = False, resident: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.prepared = prepared
         self.embeddings = np.asarray(embeddings, np.float32)
@@ -72,7 +74,10 @@ class ColorizationFeeder(keras.utils.PyDataset):
             raise ValueError(f"max_zoom must be between 1 (no zoom) and 4, got {max_zoom}.")
         self.shuffle, self.flip, self.seed = shuffle, flip, seed
         self.max_zoom = float(max_zoom)
-        self.packed = bool(packed)
+        self.packed = bool(packed) or bool(resident)
+        self.resident = bool(resident)
+        if self.resident and self.max_zoom > 1:
+            raise ValueError("the zoom is done on the host: resident=True needs max_zoom=1.")
         self.epoch = 0
         self._passes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -126,6 +131,8 @@ class ColorizationFeeder(keras.utils.PyDataset):
         chosen, flips, zooms = np.asarray(chosen), np.asarray(flips), np.asarray(zooms)
         sort = np.argsort(chosen, kind="stable")  # memory-mapped reads in file order
         chosen, flips, zooms = chosen[sort], flips[sort], zooms[sort]
+        if self.resident:  # a one-tuple: the batch is all inputs, no targets
+            return ((chosen.astype(np.int32), flips.astype(np.uint8)),)
         if self.packed:
             return self._stored_bytes(chosen, flips, zooms)
         lightness, ab = self.prepared.model_arrays(chosen)
