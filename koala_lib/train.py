@@ -247,6 +247,9 @@ class StoredBytesTrainer(keras.Model):
         super().__init__(**kwargs)
         self.colorizer = colorizer
         self.resident = resident is not None
+        # Nothing of its own to build (the colorizer is built): said so, Keras traces the
+        # training step once, not once more to build it.
+        self.built = True
         if self.resident:
             stored_l, stored_ab, embeddings = resident
             self.stored_l = keras.Variable(np.asarray(stored_l), dtype="uint8",
