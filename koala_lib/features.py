@@ -379,12 +379,8 @@ def scikit_image_embeddings(extractor: FeatureExtractor, lightness) -> np.ndarra
                                             np.zeros((*lightness.shape[:3], 2))))
     size = (extractor.input_size, extractor.input_size)
     rgb = np.stack([resize(image, size, order=1, anti_aliasing=True) for image in gray])
-    rgb = rgb.astype(np.float32)
-    if extractor.normalisation == "torchvision":
-        rgb = (rgb - IMAGENET_MEAN) / IMAGENET_STD
-    else:
-        rgb = rgb * 2.0 - 1.0
-    return extractor.model.predict(rgb, verbose=0)
+    # Already at the classifier's size: preprocess() only normalises (NumPy in, NumPy out).
+    return extractor.model.predict(extractor.preprocess(rgb.astype(np.float32)), verbose=0)
 
 
 def load_extractor(name: str = "mobilenet_v2", weights="auto",
