@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "koala_lib"
 # color -> data -> model -> train -> evaluate / colorize -> course, with the environment
 # (variables, folders) and the small leaf modules at the bottom.
 LAYERS = {
-    "environment": 0,
+    "environment": 0, "files": 0,
     "color": 1, "quantize": 1, "torch_weights": 1, "metrics": 1, "viz": 1,
     "data": 2,
     "model": 3, "losses": 3, "features": 3,
