@@ -67,17 +67,22 @@ test: $(STAMP)
 	    $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive \
 	        apt-get install -y -qq chromium chromium-driver >/dev/null \
 	    || echo "make test: apt-get install chromium chromium-driver failed: the browser test will skip."; }
-# All three runs report, then make stops if any failed. nbval's kernels use about one core:
-# the JAX run goes beside it on the other (its output follows nbval's).
+# Two lanes, one a core, since each run keeps about one core busy: the main tests then nbval
+# here; beside them the GPU check's dry run (notebooks 06-10, tests/test_notebooks.py) then
+# the model tests on JAX (their output follows). Every run reports; make stops if any failed.
 	status=0; \
+	{ TF_ENABLE_ONEDNN_OPTS=$(ONEDNN_TESTS) $(CI_ENV) $(BIN)/python -m pytest \
+	      tests/test_notebooks.py -k gpu_check -p no:cacheprovider --durations=5 \
+	      > build/gpu-check-tests.log 2>&1; gpu=$$?; \
+	  $(CI_ENV) KERAS_BACKEND=jax $(BIN)/python -m pytest $(BACKEND_TESTS) -p no:cacheprovider \
+	      --durations=10 > build/jax-tests.log 2>&1 && exit $$gpu; } & beside=$$!; \
 	TF_ENABLE_ONEDNN_OPTS=$(ONEDNN_TESTS) $(CI_ENV) $(BIN)/python -m pytest tests \
-	    -p no:cacheprovider --durations=25 || status=1; \
-	$(CI_ENV) KERAS_BACKEND=jax $(BIN)/python -m pytest $(BACKEND_TESTS) -p no:cacheprovider \
-	    --durations=10 > build/jax-tests.log 2>&1 & jax=$$!; \
+	    -k "not gpu_check" -p no:cacheprovider --durations=25 || status=1; \
 	TF_ENABLE_ONEDNN_OPTS=$(ONEDNN_NOTEBOOKS) $(CI_ENV) $(BIN)/python -m pytest \
 	    $(NBVAL_NOTEBOOKS) --nbval-lax --sanitize-with tests/nbval_sanitize.cfg \
 	    -p no:cacheprovider --durations=10 || status=1; \
-	wait $$jax || status=1; \
+	wait $$beside || status=1; \
+	echo "== the GPU check's dry run (build/gpu-check-tests.log)"; cat build/gpu-check-tests.log; \
 	echo "== the model tests again, on JAX (build/jax-tests.log)"; cat build/jax-tests.log; \
 	exit $$status
 
