@@ -4,20 +4,29 @@
   ``.json``, an evaluation's JSON, a manifest): written whole under a temporary name beside
   it, then renamed. A failure (disk full, a limit, an interruption) leaves the earlier file
   as it was, removes the temporary one and names the file in its message.
+  :func:`write_replacing_all` does the same for files that belong together.
 * :func:`write_new` -- a file that must never replace anything (a colorized photo or video):
   written the same way, then published with a hard link, which fails when the name was
   taken meanwhile, by another process too. Where a file system has no links (Google Drive's
   mount), the name is reserved with an exclusive create before the rename.
 * :func:`read_small` -- an existing file read only when it is a regular file of at most
   ``limit`` bytes: ``/dev/zero``, a FIFO or a huge file is refused instead of read to the end.
+* :func:`file_sha256` -- a file's checksum, read in blocks.
+* :func:`folder_lock` -- one process at a time in a folder (a training run's).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import hashlib
+import json
 import os
+import socket
 import stat
 import tempfile
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,6 +77,29 @@ def write_replacing(path, content: bytes | str | Writer) -> Path:
     finally:
         partial.unlink(missing_ok=True)
     return path
+
+
+def write_replacing_all(contents: dict) -> None:
+    """Several files that belong together (a model and its ``.json``): each is written whole
+    under a temporary name first, and only then are they renamed, so a failure while
+    writing leaves every earlier file as it was."""
+    written: dict[Path, Path] = {}
+    try:
+        for path, content in contents.items():
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            written[path] = partial = _temporary_beside(path, path.suffix)
+            try:
+                _write(partial, content)
+            except OSError as error:
+                kept = (f"the earlier {', '.join(Path(p).name for p in contents)} are "
+                        "unchanged" if Path(path).exists() else "nothing was written")
+                raise _failed(path, error, kept) from error
+        for path, partial in written.items():
+            os.replace(partial, path)
+    finally:
+        for partial in written.values():
+            partial.unlink(missing_ok=True)
 
 
 def publish_new(partial: Path, target: Path) -> None:
@@ -128,3 +160,98 @@ def read_small(path, limit: int, what: str = "file") -> bytes:
     if len(data) > limit:
         raise ValueError(f"{path} is larger than {limit:,} bytes: not a {what}.")
     return data
+
+
+def file_sha256(path) -> str:
+    """The sha256 of a file's bytes, read a megabyte at a time."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+LOCK_FILE = ".koala-lock"
+LOCK_HEARTBEAT_S = 30  # the holder touches its lock this often...
+LOCK_STALE_S = 300  # ...so a lock untouched this long was left by a process that is gone
+
+
+class FolderBusyError(RuntimeError):
+    """Another process is working in the folder."""
+
+
+@contextlib.contextmanager
+def folder_lock(folder, work: str = "work"):
+    """Hold ``folder`` for ``work`` while the block runs: a second process is refused with
+    FolderBusyError naming the holder (its machine, process and start time).
+
+    The lock is a file created exclusively in the folder (Google Drive's mount has no
+    ``flock``), touched every :data:`LOCK_HEARTBEAT_S` seconds by a thread. A lock whose
+    process has died on this machine, or that nobody touched for :data:`LOCK_STALE_S`
+    seconds (a Colab runtime that was cut off), is taken over.
+    """
+    path = Path(folder) / LOCK_FILE
+    mine = {"host": socket.gethostname(), "pid": os.getpid(), "work": work,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    for _ in range(3):
+        try:
+            handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _lock_holder(path)
+            if holder is not None and not _is_stale(path, holder):
+                raise FolderBusyError(
+                    f"{folder} is in use: {holder.get('work', 'work')} started "
+                    f"{holder.get('started', '?')} by process {holder.get('pid', '?')} on "
+                    f"{holder.get('host', '?')} holds it ({path}). Wait for it to finish, or "
+                    f"choose another folder. If that process is gone, delete {path}.") from None
+            path.unlink(missing_ok=True)  # stale (or vanished meanwhile): try again
+            continue
+        with os.fdopen(handle, "w") as stream:
+            json.dump(mine, stream)
+        break
+    else:
+        raise FolderBusyError(f"{folder}: could not take its lock {path}; try again.")
+    stop = threading.Event()
+
+    def heartbeat() -> None:
+        while not stop.wait(LOCK_HEARTBEAT_S):
+            with contextlib.suppress(OSError):
+                os.utime(path)
+
+    beat = threading.Thread(target=heartbeat, name=f"lock {path}", daemon=True)
+    beat.start()
+    try:
+        yield path
+    finally:
+        stop.set()
+        beat.join()
+        if _lock_holder(path) == mine:  # never remove a lock another process took over
+            path.unlink(missing_ok=True)
+
+
+def _lock_holder(path: Path) -> dict | None:
+    """The lock's content; {} when it cannot be read (being written); None when gone."""
+    try:
+        holder = json.loads(read_small(path, 4096, "lock file").decode("utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _is_stale(path: Path, holder: dict) -> bool:
+    try:
+        untouched = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return True
+    if untouched > LOCK_STALE_S:
+        return True
+    if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
+        try:
+            os.kill(holder["pid"], 0)  # signal 0: does the process exist?
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # it exists, as another user's
+            return False
+    return False

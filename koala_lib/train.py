@@ -57,7 +57,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from koala_lib import color
+from koala_lib import color, files
 from koala_lib.data.feeder import ColorizationFeeder, FeederEpoch
 from koala_lib.data.portraits import PortraitData
 from koala_lib.environment import current as current_environment
@@ -749,6 +749,15 @@ def train(data: PortraitData, config: TrainConfig, run_dir, train_indices=None,
                       "portraits of more persons.", stacklevel=2)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    with files.folder_lock(run_dir, "a training run"):  # a second training there is refused
+        return _train_holding_the_lock(data, config, run_dir, train_indices, val_indices,
+                                       resume, callbacks, verbose, keep_checkpoints,
+                                       checkpoint_every_epoch, tensorboard, resident)
+
+
+def _train_holding_the_lock(data, config, run_dir, train_indices, val_indices, resume,
+                            callbacks, verbose, keep_checkpoints, checkpoint_every_epoch,
+                            tensorboard, resident) -> TrainResult:
     identity = run_identity(data, config, train_indices, val_indices)
     state = _read_state(run_dir)
     if state is not None:

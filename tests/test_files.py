@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
+import time
 
 import pytest
 
@@ -78,3 +80,26 @@ def test_reading_a_small_file_stops_past_its_limit(tmp_path):
     with pytest.raises(ValueError, match="larger than 4,999 bytes"):
         files.read_small(big, 4999)
     assert files.read_small(big, 5000) == b"x" * 5000
+
+
+def test_a_folder_lock_refuses_a_second_holder_and_is_released(tmp_path):
+    with files.folder_lock(tmp_path, "a training run") as lock:
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+        with pytest.raises(files.FolderBusyError, match=f"process {os.getpid()}"):
+            with files.folder_lock(tmp_path, "another"):
+                pass
+        assert lock.is_file()  # the refused one leaves the holder's lock alone
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_lock_nobody_touched_for_minutes_is_taken_over(tmp_path):
+    lock = tmp_path / files.LOCK_FILE
+    lock.write_text(json.dumps({"host": "a-colab-runtime-that-was-cut-off", "pid": 1}))
+    with pytest.raises(files.FolderBusyError, match="a-colab-runtime-that-was-cut-off"):
+        with files.folder_lock(tmp_path):
+            pass
+    old = time.time() - files.LOCK_STALE_S - 1
+    os.utime(lock, (old, old))
+    with files.folder_lock(tmp_path) as taken:
+        assert json.loads(taken.read_text())["pid"] == os.getpid()
+    assert os.listdir(tmp_path) == []

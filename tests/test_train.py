@@ -165,6 +165,36 @@ def test_a_run_folder_without_its_state_is_refused_not_overwritten(ci_data, tmp_
     assert folder_contents(folder) == before
 
 
+def test_a_second_training_on_the_same_run_folder_is_refused_naming_the_holder(ci_data,
+                                                                                tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from koala_lib import files
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    config = small_config(epochs=1, steps_per_epoch=1, snapshot_images=0)
+    indices = ci_data.indices("train")[:16]
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:  # another training, still running on this machine, holds the folder
+        (folder / files.LOCK_FILE).write_text(json.dumps({
+            "host": socket.gethostname(), "pid": other.pid, "work": "a training run",
+            "started": "2026-12-07 10:00:00"}))
+        with pytest.raises(files.FolderBusyError,
+                           match=f"a training run started 2026-12-07 10:00:00 by process "
+                                 f"{other.pid} on {socket.gethostname()}"):
+            train.train(ci_data, config, folder, train_indices=indices, verbose=0)
+        assert sorted(path.name for path in folder.iterdir()) == [files.LOCK_FILE]
+    finally:
+        other.kill()
+        other.wait()
+    # Its process gone, the lock is stale: this training takes it, and leaves none behind.
+    result = train.train(ci_data, config, folder, train_indices=indices, verbose=0)
+    assert result.epochs_done == 1 and not (folder / files.LOCK_FILE).exists()
+
+
 def damage_state(kind, folder):
     path = folder / "state.json"
     text = path.read_text()
