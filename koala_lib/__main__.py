@@ -15,6 +15,7 @@ from pathlib import Path
 
 def build_parser() -> argparse.ArgumentParser:
     from koala_lib.colorize_video import SMOOTHING, STATIC_THRESHOLD, VIDEO_SUFFIXES
+    from koala_lib.data.images import MAX_IMAGE_SIZE
 
     parser = argparse.ArgumentParser(
         prog="python -m koala_lib",
@@ -84,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", required=True, type=Path, metavar="PATH",
                           help="a .keras model saved by notebook 06 (with its .json)")
     evaluate.add_argument("--size", type=int, metavar="N",
-                          help="the square size to measure at (a multiple of 8; default: "
-                               "the size the model was trained at)")
+                          help=f"the square size to measure at (a multiple of 8 up to "
+                               f"{MAX_IMAGE_SIZE}; default: the size the model was trained at)")
     evaluate.add_argument("--temperature", type=float, metavar="T",
                           help="classification models only: the read-out temperature "
                                "(default: the one saved with the model)")
@@ -117,11 +118,18 @@ def _load_model(path, temperature=None):
     return trained, extractor
 
 
+EVALUATION_JSON_BYTES = 4 * 2**20  # an evaluation's JSON is a few KB per skipped file
+
+
 def _is_evaluation_json(path: Path) -> bool:
+    """Whether ``path`` holds an earlier evaluation's output (the only file --json replaces);
+    a device, a pipe or a large file is never read to the end to find out."""
     import json
 
+    from koala_lib import files
+
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(files.read_small(path, EVALUATION_JSON_BYTES).decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         return False
     return isinstance(value, dict) and {"rows", "protocol"} <= value.keys()
@@ -130,16 +138,21 @@ def _is_evaluation_json(path: Path) -> bool:
 def run_evaluate(args) -> int:
     import json
 
+    from koala_lib import files
+    from koala_lib.data.images import MAX_IMAGE_SIZE
     from koala_lib.evaluate import METRIC_COLUMNS, evaluate_folder, table_markdown
 
     if not args.folder.is_dir():
         raise FileNotFoundError(f"{args.folder} is not a folder of photos.")
-    if args.size is not None and (args.size <= 0 or args.size % 8):
-        raise ValueError(f"--size must be a positive multiple of 8, got {args.size}.")
-    if args.json and args.json.exists() and not _is_evaluation_json(args.json):
+    if args.size is not None and (args.size <= 0 or args.size % 8 or args.size > MAX_IMAGE_SIZE):
+        raise ValueError(f"--size must be a multiple of 8 from 8 to {MAX_IMAGE_SIZE}, got "
+                         f"{args.size}.")
+    if args.json and (args.json.exists() or args.json.is_symlink()) \
+            and not _is_evaluation_json(args.json):
         raise ValueError(f"--json {args.json} exists and is not an earlier evaluation's "
-                         "output: name a new file (only an earlier evaluation's JSON is "
-                         "replaced).")
+                         "output (a regular file of at most "
+                         f"{EVALUATION_JSON_BYTES // 2**20} MB): name a new file (only an "
+                         "earlier evaluation's JSON is replaced).")
     if args.json and args.json.parent.exists() and not args.json.parent.is_dir():
         raise ValueError(f"--json {args.json}: {args.json.parent} is a file, not a folder.")
     if not args.model.is_file():
@@ -153,11 +166,8 @@ def run_evaluate(args) -> int:
     print(f"{result['images']} colour photos of {args.folder} at {result['image_size']}x"
           f"{result['image_size']}; {len(result['skipped'])} files skipped; mean a,b of "
           f"{result['mean_ab_source']}.\nprotocol: {result['protocol']}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        partial = args.json.with_name(f".{args.json.name}.partial")  # no half-written JSON
-        partial.write_text(json.dumps(result, indent=1) + "\n")
-        partial.replace(args.json)
+    if args.json:  # whole or not at all: a full disk keeps an earlier result
+        files.write_replacing(args.json, json.dumps(result, indent=1) + "\n")
         print(f"wrote {args.json}")
     return 0
 
@@ -218,16 +228,20 @@ def _video_in_folder(path: Path, reason: str) -> str:
 
 def _colorize_videos(videos: list[Path], args, trained, extractor) -> int:
     """Each video into ``<out>/<name>_colorized.mp4``; the number written."""
-    from koala_lib.colorize_video import colorize_video, free_video_name
+    import warnings
+
+    from koala_lib.colorize_video import VideoWarning, colorize_video, free_video_name
 
     args.out.mkdir(parents=True, exist_ok=True)
     skipped = []
     for source in videos:
         target = free_video_name(args.out, source)
         try:
-            report = colorize_video(trained, extractor, source, target,
-                                    batch_size=args.batch_size, upsample=args.upsample,
-                                    smoothing=args.smoothing, progress=not args.quiet)
+            with warnings.catch_warnings():  # said once, in the summary printed below
+                warnings.simplefilter("ignore", VideoWarning)
+                report = colorize_video(trained, extractor, source, target,
+                                        batch_size=args.batch_size, upsample=args.upsample,
+                                        smoothing=args.smoothing, progress=not args.quiet)
         except (OSError, ValueError) as error:  # this video only: the others still run
             skipped.append((source, str(error)))
             continue
@@ -240,6 +254,11 @@ def _colorize_videos(videos: list[Path], args, trained, extractor) -> int:
 
 
 def main(argv=None) -> int:
+    # File names need not be UTF-8 (os.fsdecode keeps their bytes as surrogates): printed,
+    # they are escaped instead of stopping the run.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     command = {"colorize": run_colorize, "evaluate": run_evaluate}[args.command]
     try:

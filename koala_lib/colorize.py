@@ -29,8 +29,8 @@ came from another extractor than the one offered.
 from __future__ import annotations
 
 import json
+import math
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,8 +40,8 @@ import numpy as np
 from PIL import Image
 from skimage import color as skcolor
 
-from koala_lib import color
-from koala_lib.data.images import is_image_file, read_rgb
+from koala_lib import color, files
+from koala_lib.data.images import MAX_IMAGE_SIZE, is_image_file, read_rgb
 from koala_lib.data.portraits import extractor_description
 from koala_lib.model import (
     DOWNSAMPLING,
@@ -51,6 +51,7 @@ from koala_lib.model import (
     load_colorizer,
     predict_scaled_ab,
 )
+from koala_lib.quantize import TEMPERATURE
 
 MAX_ASPECT = 4  # the longer side is at most this many times the model's size
 # Full-resolution pixels converted at a time: the float64 temporaries of colour conversion
@@ -127,8 +128,6 @@ class TrainedColorizer:
     def temperature(self) -> float:
         """The classification head's read-out temperature: the one saved with the model (or
         set in ``metadata["temperature"]``), else the paper's 0.38."""
-        from koala_lib.quantize import TEMPERATURE
-
         return float(self.metadata.get("temperature", TEMPERATURE))
 
 
@@ -151,13 +150,14 @@ def save_trained(model: keras.Model, path, extractor, image_size: int, **metadat
                                standardize_embedding=fusion.standardize_embedding, head=head,
                                bins=None if head == "regression" else model.outputs[0].shape[-1])
     any_size.set_weights(model.get_weights())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    any_size.save(path)
     info = {"format": "koala colorizer 1", "head": head, "image_size": int(image_size),
             "embedding_dim": int(model.inputs[1].shape[-1]),
             "extractor": {key: extractor[key] for key in ("name", "weights", "fingerprint")},
             "keras": keras.__version__, "backend": keras.backend.backend(), **metadata}
-    path.with_suffix(".json").write_text(json.dumps(info, indent=1, default=_plain))
+    text = json.dumps(info, indent=1, default=_plain)
+    check_description(json.loads(text), path.with_suffix(".json"))  # what load_trained reads
+    # Both written whole before either is renamed: a full disk keeps the earlier pair.
+    files.write_replacing_all({path: any_size.save, path.with_suffix(".json"): text})
     return path
 
 
@@ -169,15 +169,28 @@ def _plain(value):
     return str(value)
 
 
+MAX_DESCRIPTION_BYTES = 4 * 2**20  # a model's .json is a few KB
+
+
 def _read_metadata(info_path: Path) -> dict:
-    """The model's description, checked: every problem names the file and the fix."""
-    fix = ("save models with koala_lib.colorize.save_trained (notebook 06 does), or restore "
-           "the .json that came with this model")
+    """The model's description, read (at most :data:`MAX_DESCRIPTION_BYTES`) and checked."""
     try:
-        metadata = json.loads(info_path.read_text(encoding="utf-8"))
+        metadata = json.loads(files.read_small(info_path, MAX_DESCRIPTION_BYTES,
+                                               "koala model description").decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise ValueError(f"{info_path} is not a koala model description: it cannot be "
-                         f"read as JSON ({error}); {fix}.") from error
+                         f"read as JSON ({error}); {DESCRIPTION_FIX}.") from error
+    return check_description(metadata, info_path)
+
+
+DESCRIPTION_FIX = ("save models with koala_lib.colorize.save_trained (notebook 06 does), or "
+                   "restore the .json that came with this model")
+
+
+def check_description(metadata, info_path: Path) -> dict:
+    """A model description's every field checked, in one place, before any data work: each
+    problem names the file, the field and the fix."""
+    fix = DESCRIPTION_FIX
     wanted = metadata.get("extractor") if isinstance(metadata, dict) else None
     if not isinstance(wanted, dict):
         raise ValueError(f"{info_path} is not a koala model description (it needs an "
@@ -190,16 +203,28 @@ def _read_metadata(info_path: Path) -> dict:
     if metadata.get("head", "regression") not in HEADS:
         raise ValueError(f"{info_path} names the head {metadata.get('head')!r}; koala's are "
                          f"{', '.join(HEADS)}: {fix}.")
-    temperature = metadata.get("temperature", 0.38)
-    if not isinstance(temperature, int | float) or isinstance(temperature, bool) or not (
-            0 <= temperature <= 10):
+    temperature = metadata.get("temperature", TEMPERATURE)
+    if not _is_number(temperature) or not 0 <= temperature <= 10:
         raise ValueError(f"{info_path}: temperature must be a number from 0 to 10, found "
                          f"{temperature!r}: {fix}.")
     size = metadata.get("image_size")
-    if not isinstance(size, int) or size <= 0 or size % DOWNSAMPLING:
-        raise ValueError(f"{info_path}: image_size must be a positive multiple of "
-                         f"{DOWNSAMPLING}, found {size!r}: {fix}.")
+    if not isinstance(size, int) or isinstance(size, bool) or not (
+            0 < size <= MAX_IMAGE_SIZE) or size % DOWNSAMPLING:
+        raise ValueError(f"{info_path}: image_size must be a multiple of {DOWNSAMPLING} from "
+                         f"{DOWNSAMPLING} to {MAX_IMAGE_SIZE}, found {size!r}: {fix}.")
+    mean = metadata.get("train_mean_ab")
+    if mean is not None and not (isinstance(mean, list) and len(mean) == 2 and all(
+            _is_number(value) and abs(value) <= 1 for value in mean)):
+        raise ValueError(f"{info_path}: train_mean_ab must be two finite numbers (the "
+                         f"training images' mean a,b, scaled to [-1, 1]), found {mean!r}: "
+                         f"{fix}.")
     return metadata
+
+
+def _is_number(value) -> bool:
+    """A finite int or float (JSON's NaN and Infinity, and booleans, are not)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(
+        value)
 
 
 def _metadata_extractor(wanted: dict, info_path: Path):
@@ -559,11 +584,11 @@ def _inputs(sources, out_dir: Path) -> tuple[list[tuple[Path, Path]], list[tuple
     found, skipped = [], []
     for source in map(Path, sources):
         if source.is_dir():
-            files = sorted(p for p in source.rglob("*") if p.is_file())
-            files = [p for p in files if not p.resolve().is_relative_to(out_dir)]
-            if not files:
+            listed = sorted(p for p in source.rglob("*") if p.is_file())
+            listed = [p for p in listed if not p.resolve().is_relative_to(out_dir)]
+            if not listed:
                 skipped.append((source, "folder holds no files"))
-            for path in files:
+            for path in listed:
                 relative = path.relative_to(source)
                 found.append((path, Path(source.resolve().name) / relative
                               if len(sources) > 1 else relative))
@@ -603,9 +628,9 @@ def colorize_files(sources, out_dir, trained: TrainedColorizer, extractor,
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     report = ColorizeReport()
-    files, report.skipped = _inputs(list(sources), out_dir)
+    inputs, report.skipped = _inputs(list(sources), out_dir)
     small: dict[int, np.ndarray] = {}
-    for number, (path, _) in enumerate(tqdm(files, desc="reading", disable=not progress)):
+    for number, (path, _) in enumerate(tqdm(inputs, desc="reading", disable=not progress)):
         if not is_image_file(path):
             report.skipped.append((path, f"not an image file ({path.suffix or 'no suffix'})"))
             continue
@@ -631,29 +656,30 @@ def colorize_files(sources, out_dir, trained: TrainedColorizer, extractor,
     bar.close()
 
     for number in tqdm(sorted(predicted), desc="writing", disable=not progress):
-        path, relative = files[number]
+        path, relative = inputs[number]
         try:  # read again: the full-resolution L of every photo at once would not fit
             lightness = full_lightness(read_rgb(path, keep_16bit=True))
         except (ValueError, OSError) as error:
             report.skipped.append((path, f"changed or removed while colorizing: {error}"))
             continue
-        target = _free_name(out_dir, relative)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _save_png(merge_full_resolution(lightness, predicted[number], upsample),
-                  target)
-        report.written.append((path, target))
+        rgb = merge_full_resolution(lightness, predicted[number], upsample)
+        try:  # a full disk or a name taken fails this photo only: the others are still tried
+            report.written.append((path, _save_png(rgb, out_dir, relative)))
+        except (OSError, ValueError) as error:
+            report.skipped.append((path, f"not written: {error}"))
     return report
 
 
-def _save_png(rgb: np.ndarray, target: Path) -> None:
-    """Written under a new temporary name first: an interrupted run leaves no half image,
-    and no file of yours is ever replaced."""
-    handle, name = tempfile.mkstemp(prefix=f".{target.stem}-", suffix=".partial.png",
-                                    dir=target.parent)
-    os.close(handle)
-    partial = Path(name)
-    try:
-        Image.fromarray(rgb).save(partial, format="PNG")
-        partial.replace(target)
-    finally:
-        partial.unlink(missing_ok=True)
+def _save_png(rgb: np.ndarray, out_dir: Path, relative: Path, tries: int = 3) -> Path:
+    """Written whole under a temporary name, then published under a free name: an
+    interrupted run leaves no half image, and no file is ever replaced, not even one
+    another program created a moment ago (the next free name is taken then)."""
+    for attempt in range(tries):
+        target = _free_name(out_dir, relative)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return files.write_new(target, lambda partial: Image.fromarray(rgb).save(
+                partial, format="PNG"))
+        except FileExistsError:
+            if attempt == tries - 1:
+                raise

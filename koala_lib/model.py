@@ -251,6 +251,38 @@ def predict_scaled_ab(model: keras.Model, lightness, embedding, temperature: flo
     return np.asarray(ops.convert_to_numpy(ab), np.float32)
 
 
+# What a .keras archive may expand to before Keras reads it: its config is a few tens of KB,
+# its weights about 4 bytes a parameter (26 MB for the course's 6.6 million, 80 MB for a
+# checkpoint with Adam's moments), and float weights barely compress.
+MAX_CONFIG_BYTES = 16 * 2**20
+MAX_ARCHIVE_BYTES = 2 * 2**30
+MAX_EXPANSION = 100  # uncompressed / compressed, for members over a megabyte
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse a .keras archive whose members are larger, or expand more, than a colorizer's
+    could: Keras would read its config whole (a 25 MB file can hold a 2 GB config)."""
+    damaged = ("it may be damaged or incompletely copied. Copy it again, or retrain it with "
+               "notebook 06.")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        raise ValueError(f"{path} is not a Keras model file ({error}): {damaged}") from error
+    total = sum(member.file_size for member in members)
+    for member in members:
+        config = not member.filename.endswith(".h5")
+        if (config and member.file_size > MAX_CONFIG_BYTES) or total > MAX_ARCHIVE_BYTES or (
+                member.file_size > 2**20
+                and member.file_size > MAX_EXPANSION * max(member.compress_size, 1)):
+            raise ValueError(
+                f"{path} is not a koala colorizer: its member {member.filename} expands to "
+                f"{member.file_size:,} bytes from {member.compress_size:,} (a colorizer's "
+                f"config is under {MAX_CONFIG_BYTES // 2**20} MB, its whole archive under "
+                f"{MAX_ARCHIVE_BYTES // 2**30} GB); it was not read. Use a model saved by "
+                "notebook 06.")
+
+
 def load_colorizer(path) -> keras.Model:
     """Load a colorizer saved with ``model.save("name.keras")``, in Keras' safe mode.
 
@@ -263,6 +295,7 @@ def load_colorizer(path) -> keras.Model:
         raise ValueError(f"{path} is not a Keras model file (a .keras file is a zip archive): "
                          "it may be damaged or incompletely copied. Copy it again, or "
                          "retrain it with notebook 06.")
+    _check_archive(path)
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as error:  # Keras raises many types for damaged archives

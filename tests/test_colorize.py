@@ -242,7 +242,20 @@ def test_without_a_model_no_empty_build_folder_is_left(tmp_path, monkeypatch, ca
     ('{"extractor": {"name": 1, "weights": "x", "fingerprint": "y"}, "image_size": 32}',
      "describes no extractor name"),
     ('{"extractor": {"name": "m", "weights": "w", "fingerprint": "f"}, "image_size": "32"}',
-     "image_size must be a positive multiple of 8"),
+     "image_size must be a multiple of 8 from 8 to 1024"),
+    # An 80x96 photo at 65536 would be a 21 GB array: refused before any data work.
+    ('{"extractor": {"name": "m", "weights": "w", "fingerprint": "f"}, "image_size": 65536}',
+     "image_size must be a multiple of 8 from 8 to 1024, found 65536"),
+    ('{"extractor": {"name": "m", "weights": "w", "fingerprint": "f"}, "image_size": true}',
+     "image_size must be"),
+    ('{"extractor": {"name": "m", "weights": "w", "fingerprint": "f"}, "image_size": 32, '
+     '"train_mean_ab": {"a": 1}}', "train_mean_ab must be two finite numbers"),
+    ('{"extractor": {"name": "m", "weights": "w", "fingerprint": "f"}, "image_size": 32, '
+     '"train_mean_ab": "0.1, 0.2"}', "train_mean_ab must be two finite numbers"),
+    ('{"extractor": {"name": "m", "weights": "w", "fingerprint": "f"}, "image_size": 32, '
+     '"train_mean_ab": [NaN, 0.1]}', "train_mean_ab must be two finite numbers"),
+    ('{"extractor": {"name": "m", "weights": "w", "fingerprint": "f"}, "image_size": 32, '
+     '"temperature": Infinity}', "temperature must be a number from 0 to 10"),
     ('{"extractor": {"name": "vgg16", "weights": "imagenet", "fingerprint": "f"}, '
      '"image_size": 32}', "names extractor 'vgg16'"),
     ('{"extractor": {"name": "mobilenet_v2", "weights": "/etc/x.h5", "fingerprint": "f"}, '
@@ -405,3 +418,106 @@ def test_a_model_file_and_a_description_of_another_head_are_refused(
     copy.with_suffix(".json").write_text(json.dumps({**info, "head": "ordinal"}))
     with pytest.raises(ValueError, match="names the head 'ordinal'"):
         colorize.load_trained(copy)
+
+
+def _file_size_limit(limit: int):
+    """Files this process writes may grow to ``limit`` bytes (a full disk, ``ulimit -f``):
+    past it a write fails with EFBIG (Python ignores SIGXFSZ)."""
+    import contextlib
+    import resource
+
+    @contextlib.contextmanager
+    def limited():
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+    return limited()
+
+
+def test_a_save_that_fails_half_way_keeps_the_earlier_model_and_its_description(
+        saved_model, mobilenet, tmp_path):
+    model = tmp_path / "colorizer.keras"
+    model.write_bytes(saved_model.read_bytes())
+    model.with_suffix(".json").write_bytes(saved_model.with_suffix(".json").read_bytes())
+    before = {path.name: _digest(path) for path in (model, model.with_suffix(".json"))}
+    with _file_size_limit(2**20), pytest.raises(OSError, match="colorizer.keras.*unchanged"):
+        colorize.save_trained(build_colorizer(32), model, mobilenet, image_size=32)
+    after = {path.name: _digest(path) for path in (model, model.with_suffix(".json"))}
+    assert after == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(before)
+    colorize.load_trained(model, mobilenet)  # still the good model
+
+
+def test_an_output_name_taken_meanwhile_is_never_replaced(saved_model, extractor, tmp_path,
+                                                          monkeypatch):
+    photo = tmp_path / "photo.png"
+    Image.fromarray(skdata.astronaut()[::4, ::4]).save(photo)
+    out = tmp_path / "out"
+    merge = colorize.merge_full_resolution
+
+    def another_program_writes_first(*args, **kwargs):
+        (out / "photo_colorized.png").write_bytes(b"theirs")  # after the name was chosen
+        return merge(*args, **kwargs)
+
+    monkeypatch.setattr(colorize, "merge_full_resolution", another_program_writes_first)
+    trained, extractor = colorize.load_trained(saved_model, extractor)
+    report = colorize.colorize_files([photo], out, trained, extractor, progress=False)
+    assert (out / "photo_colorized.png").read_bytes() == b"theirs"
+    assert report.written == [(photo, out / "photo_colorized-1.png")]
+    assert sorted(path.name for path in out.iterdir()) == ["photo_colorized-1.png",
+                                                           "photo_colorized.png"]
+
+
+def test_a_full_disk_skips_the_photo_it_stopped_naming_it_and_the_rest_are_written(
+        saved_model, extractor, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    astronaut = skdata.astronaut()
+    Image.fromarray(astronaut).save(folder / "b_large.png")  # about 600 KB as a PNG
+    for name in ("a_small.png", "c_small.png"):
+        Image.fromarray(astronaut[::8, ::8]).save(folder / name)
+    trained, extractor = colorize.load_trained(saved_model, extractor)
+    with _file_size_limit(200_000):
+        report = colorize.colorize_files([folder], tmp_path / "out", trained, extractor,
+                                         progress=False)
+    assert [source.name for source, _ in report.written] == ["a_small.png", "c_small.png"]
+    [(skipped, reason)] = report.skipped
+    assert skipped.name == "b_large.png"
+    assert "b_large_colorized.png" in reason and "File too large" in reason
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == [
+        "a_small_colorized.png", "c_small_colorized.png"]  # no temporary file left
+
+
+def test_a_keras_archive_that_expands_far_beyond_a_colorizer_is_refused_unread(saved_model,
+                                                                              tmp_path):
+    import zipfile
+
+    bomb = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("metadata.json", "{}")
+        with archive.open("config.json", "w", force_zip64=True) as member:
+            for _ in range(40):  # 40 MB of spaces: about 40 KB compressed
+                member.write(b" " * 2**20)
+    bomb.with_suffix(".json").write_bytes(saved_model.with_suffix(".json").read_bytes())
+    assert bomb.stat().st_size < 2**20
+    with pytest.raises(ValueError, match="config.json expands to 41,943,040 bytes"):
+        colorize.load_trained(bomb)
+
+
+def test_a_file_name_that_is_not_utf_8_is_colorized_and_named(saved_model, tmp_path):
+    import os
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    odd = os.fsdecode(bytes(folder) + b"/caf\xe9.png")  # Latin-1, not UTF-8
+    Image.fromarray(skdata.astronaut()[::8, ::8]).save(odd)
+    done = subprocess.run([sys.executable, "-m", "koala_lib", "colorize", str(folder), "--out",
+                           str(tmp_path / "out"), "--model", str(saved_model), "--quiet",
+                           "--upsample", "bilinear"], capture_output=True, check=False)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    assert b"caf\\udce9_colorized.png" in done.stdout  # escaped, not a crash
+    assert os.listdir(os.fsencode(tmp_path / "out")) == [b"caf\xe9_colorized.png"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -95,7 +96,10 @@ def test_the_mean_colour_baseline_is_the_models_training_mean_when_recorded(
 def test_bad_sizes_and_paths_are_refused_before_the_model_loads(tmp_path, capsys):
     missing_model = str(tmp_path / "none.keras")
     assert main(["evaluate", str(tmp_path), "--model", missing_model, "--size", "30"]) == 1
-    assert "positive multiple of 8, got 30" in capsys.readouterr().err
+    assert "--size must be a multiple of 8 from 8 to 1024, got 30" in capsys.readouterr().err
+    # 65536 would memory-map 38 GB for a folder of small photos
+    assert main(["evaluate", str(tmp_path), "--model", missing_model, "--size", "65536"]) == 1
+    assert "--size must be a multiple of 8 from 8 to 1024, got 65536" in capsys.readouterr().err
     (tmp_path / "a.jpg").write_bytes(b"")
     assert main(["evaluate", str(tmp_path / "a.jpg"), "--model", missing_model]) == 1
     assert "is not a folder" in capsys.readouterr().err
@@ -186,3 +190,49 @@ def test_held_out_metrics_skip_epochs_to_stay_within_their_budget(monkeypatch, e
     assert [epoch for epoch, row in enumerate(logs, 1) if "val_ssim" in row] == measured
     with pytest.raises(ValueError, match="every"):
         evaluate.HeldOutMetrics(None, [0], every=0)
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "fifo"])
+def test_a_json_output_that_is_a_device_or_a_pipe_is_refused_without_reading_it(
+        special, tmp_path, capsys):
+    if special == "fifo":
+        special = tmp_path / "pipe"
+        os.mkfifo(special)  # reading it would wait for a writer forever
+    code = main(["evaluate", str(tmp_path), "--model", str(tmp_path / "none.keras"), "--json",
+                 str(special)])
+    assert code == 1
+    assert f"--json {special} exists and is not an earlier evaluation's output" in \
+        capsys.readouterr().err
+
+
+def test_an_evaluation_json_that_cannot_be_written_keeps_the_earlier_one(
+        photo_folder, saved_model, tmp_path, capsys):
+    import resource
+
+    out = tmp_path / "result.json"
+    assert main(["evaluate", str(photo_folder), "--model", str(saved_model), "--json",
+                 str(out), "--quiet"]) == 0
+    earlier = out.read_bytes()
+    out.write_bytes(earlier[:-1] + b" ")  # still an evaluation's output, told apart below
+    earlier = out.read_bytes()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (len(earlier) // 2, hard))  # a full disk
+    try:
+        code = main(["evaluate", str(photo_folder), "--model", str(saved_model), "--json",
+                     str(out), "--quiet"])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert code == 1
+    assert f"could not write {out} (File too large): the earlier result.json is unchanged" \
+        in capsys.readouterr().err
+    assert out.read_bytes() == earlier
+    assert [path.name for path in tmp_path.glob("*result*")] == ["result.json"]
+
+
+def test_a_file_name_that_is_not_utf_8_is_evaluated_like_any_other(photo_folder, mobilenet):
+    first = sorted(photo_folder.glob("*.jpg"))[0]
+    odd = os.fsdecode(bytes(photo_folder) + b"/caf\xe9 portrait.jpg")  # Latin-1, not UTF-8
+    os.rename(first, odd)
+    data, skipped = evaluate.load_folder(photo_folder, mobilenet, 32, progress=False)
+    assert len(data.indices("all")) == 10
+    assert os.fsdecode(b"caf\xe9 portrait.jpg") in data.prepared.names

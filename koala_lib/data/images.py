@@ -22,6 +22,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from koala_lib import color
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
+# The largest square size images are prepared, trained or measured at (the report's is 224):
+# a model description or --size beyond it would make arrays of gigabytes from a small photo.
+MAX_IMAGE_SIZE = 1024
 CROP_POLICY = "square crop (top of tall images, centre of wide ones), Pillow bilinear resize"
 
 
