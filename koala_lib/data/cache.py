@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from koala_lib.environment import embeddings_dir
+from koala_lib.files import file_sha256
 
 
 def embedding_key(extractor, lightness, chunk: int = 256) -> str:
@@ -32,15 +33,6 @@ def embedding_key(extractor, lightness, chunk: int = 256) -> str:
     digest.update(f"{shape}|{np.dtype(lightness.dtype)}".encode())
     for start in range(0, len(lightness), chunk):
         digest.update(np.ascontiguousarray(lightness[start : start + chunk]).data)
-    return digest.hexdigest()
-
-
-def file_sha256(path) -> str:
-    """The sha256 of a file's bytes, read a megabyte at a time."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
     return digest.hexdigest()
 
 

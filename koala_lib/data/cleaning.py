@@ -24,7 +24,6 @@ Files are decoded by :func:`koala_lib.data.images.read_rgb`.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ import numpy as np
 from koala_lib import color
 from koala_lib.data.images import is_image_file, read_rgb
 from koala_lib.data.prepare import stop_a_worker_importing_main
+from koala_lib.files import file_sha256
 
 REASONS = ("not an image", "unreadable", "too small", "grayscale", "toned black and white",
            "duplicate")
@@ -70,9 +70,19 @@ class CleaningReport:
         return "\n".join(rows)
 
 
+def _bounded(rgb) -> np.ndarray:
+    """``rgb``, or for an image whose longer side exceeds ``SPREAD_MAX_SIDE`` a copy keeping
+    every k-th row and column (the smallest k that brings it under): the spreads change
+    little and their float64 Lab (about 70 bytes a pixel) stays small for any photo."""
+    rgb = np.asarray(rgb)
+    stride = max(1, -(-max(rgb.shape[:2]) // SPREAD_MAX_SIDE))
+    return rgb[::stride, ::stride]
+
+
 def ab_spread(rgb) -> float:
-    """sqrt(std(a)^2 + std(b)^2) over the image: about 0 for black and white."""
-    lab = color.rgb_to_lab(rgb)
+    """sqrt(std(a)^2 + std(b)^2) over the image (a bounded copy, :func:`_bounded`): about 0
+    for black and white."""
+    lab = color.rgb_to_lab(_bounded(rgb))
     return float(np.hypot(lab[..., 1].std(), lab[..., 2].std()))
 
 
@@ -92,13 +102,9 @@ def one_hue_spread(rgb) -> float:
     the background); an image of two flat colours of different lightness has one colour per
     lightness, but two hues, off any single line through neutral.
 
-    An image whose longer side exceeds ``SPREAD_MAX_SIDE`` pixels is measured on a copy
-    keeping every k-th row and column (the smallest k that brings it under the limit), which
-    changes the value little and bounds the cost.
+    Measured on a bounded copy (:func:`_bounded`), like :func:`ab_spread`.
     """
-    rgb = np.asarray(rgb)
-    stride = max(1, -(-max(rgb.shape[:2]) // SPREAD_MAX_SIDE))
-    lab = color.rgb_to_lab(rgb[::stride, ::stride]).reshape(-1, 3).astype(np.float64)
+    lab = color.rgb_to_lab(_bounded(rgb)).reshape(-1, 3).astype(np.float64)
     groups = np.round(lab[:, 0]).astype(np.intp)
     counts = np.bincount(groups)
     filled = counts > 0
@@ -141,7 +147,7 @@ def clean(source, min_side: int = MIN_SIDE, gray_spread: float = GRAY_SPREAD,
             continue
         try:
             rgb = read_rgb(path, keep_16bit=True)
-        except ValueError as error:
+        except (ValueError, OSError) as error:  # a file that vanished or may not be read
             report.skipped.append(Skipped(path, "unreadable", str(error)))
             continue
         height, width = rgb.shape[:2]
@@ -157,7 +163,11 @@ def clean(source, min_side: int = MIN_SIDE, gray_spread: float = GRAY_SPREAD,
             report.skipped.append(Skipped(path, "toned black and white",
                                           f"one-hue spread {hue_spread:.2f}"))
             continue
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        try:
+            digest = file_sha256(path)
+        except OSError as error:
+            report.skipped.append(Skipped(path, "unreadable", f"{path}: {error}"))
+            continue
         if digest in seen:
             report.skipped.append(Skipped(path, "duplicate", f"same bytes as {seen[digest].name}"))
             continue

@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from koala_lib import color, environment
-from koala_lib.data.images import CROP_POLICY, read_rgb, square_crop_resize
+from koala_lib.data.images import CROP_POLICY, MAX_IMAGE_SIZE, read_rgb, square_crop_resize
 from koala_lib.data.sources import name_in, roots
 from koala_lib.environment import cache_dir
 
@@ -171,7 +171,8 @@ def cache_key(paths, size: int, names=None) -> str:
         digest.update(json.dumps(list(names)).encode())
     for path in paths:
         stat = Path(path).stat()
-        digest.update(f"|{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+        # File names need not be UTF-8: their bytes are hashed as the file system has them.
+        digest.update(os.fsencode(f"|{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}"))
     return digest.hexdigest()
 
 
@@ -358,8 +359,9 @@ def prepare(paths, size: int = 224, root=None, workers: int | None = None,
     paths = [Path(path) for path in paths]
     if not paths:
         raise ValueError("no images to prepare: the list is empty.")
-    if size <= 0 or size % 8:
-        raise ValueError(f"size must be a positive multiple of 8, got {size}.")
+    if size <= 0 or size % 8 or size > MAX_IMAGE_SIZE:
+        raise ValueError(f"size must be a multiple of 8 from 8 to {MAX_IMAGE_SIZE}, got "
+                         f"{size}.")
     key = cache_key(paths, size, _names(paths, root))
     target = Path(folder) if folder else cache_dir("prepared") / f"{size}px-{key[:20]}"
     _remove_leftovers(target, whole_cache=folder is None)
