@@ -96,6 +96,15 @@ def test_rows_naming_missing_files_are_dropped_and_reported(tmp_path, capsys):
     assert len(out.splitlines()) == 1
 
 
+def test_a_file_listed_many_times_is_used_once_and_the_repeats_counted(tmp_path, capsys):
+    repeats = "".join(f"./a.png,p{i}\n" for i in range(100_000))  # the same file, spelt two ways
+    folder = folder_with_manifest(tmp_path, f"path,person_id\na.png,pa\n{repeats}b.png,pb\n")
+    assert data.list_images(folder) == [folder / "a.png", folder / "b.png"]
+    assert [row["person_id"] for row in data.read_manifest(folder)] == ["pa", "pb"]
+    out = capsys.readouterr().out
+    assert "lists 100,000 rows again" in out and "manifest.csv" in out
+
+
 @pytest.mark.parametrize("escaping", ["../outside.png", "/etc/passwd", "a/../../x.png",
                                       "..\\..\\x.png", "C:\\photos\\x.png"])
 def test_a_manifest_row_outside_the_folder_is_refused(tmp_path, escaping):

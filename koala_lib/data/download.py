@@ -21,12 +21,33 @@ and the course goes on with the others; only when none answers does the download
 ``timeout`` seconds) with a message that points to ``KOALA_DATA_DIR``.
 ``KOALA_PORTRAIT_MIRROR`` (an address such as ``http://127.0.0.1:8000``) fetches the same
 paths from a mirror instead of the public hosts: the tests serve one.
+
+**Limits.** A server (or a network in between) may send anything, so every answer is read in
+chunks and held to limits; past one, that file fails and the next is tried:
+
+* :data:`MAX_FILE_BYTES` per file (a portrait has about 15 KB): an endless body is cut off;
+* ``timeout`` seconds per file in all, not per read: a server that trickles a byte a second
+  is cut off too (a read in progress may add up to ``timeout`` more);
+* ``source_deadline`` seconds per source, from its first file: its files under way then are
+  cut off, those not begun skipped and counted (``report.skipped``);
+* a body shorter than its Content-Length, an answer that is not HTTP, a URL that is not one:
+  each failure is kept with its URL (``report.errors``) and said in one line per source,
+  never raised from deep inside.
+
+Each file is written under a temporary name and renamed only once it is whole and checked;
+``manifest.csv`` likewise, and last: a download has **finished** when its manifest is there,
+as nothing else ever puts one under that name (``sources.downloaded_dir`` also checks that
+it ends whole and that every file it names is there).
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import http.client
+import io
+import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -37,6 +58,7 @@ from importlib import resources
 from pathlib import Path
 
 from koala_lib import environment
+from koala_lib.files import write_replacing
 
 # The branch (or a commit: that pins every file) of unitedstates/images the US Congress
 # portraits come from; a file replaced there after the checksums were taken is left out.
@@ -94,10 +116,54 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _fetch(url: str, timeout: float) -> bytes:
+MAX_FILE_BYTES = 4 * 2**20  # a portrait has about 15 KB: a larger answer is not one
+CHUNK_BYTES = 2**16
+SOURCE_DEADLINE = 20 * 60.0  # seconds a source's files may take together (all: 1 to 3 min)
+# What a fetch may raise, from a server or a network that misbehaves: URLError, timeouts and
+# FetchError are OSErrors; a bad URL is a ValueError.
+FETCH_ERRORS = (OSError, http.client.HTTPException, ValueError)
+
+
+class FetchError(OSError):
+    """An answer past the download's limits, or shorter than it said."""
+
+
+def _fetch(url: str, timeout: float, deadline: float | None = None) -> bytes:
+    """The body at ``url``, read in chunks until ``timeout`` seconds from now (or the
+    earlier ``deadline``, a ``time.monotonic()``) and :data:`MAX_FILE_BYTES`; FetchError
+    past either, or for a body shorter than its Content-Length."""
+    now = time.monotonic()
+    by_source = deadline is not None and deadline < now + timeout
+    deadline = deadline if by_source else now + timeout
+    allowed = (f"{deadline - now:.2g} s, what was left of its source's time" if by_source
+               else f"{timeout:g} s")
     request = urllib.request.Request(url, headers={"User-Agent": "koala-course"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return response.read()
+    # The socket's timeout bounds each read; the deadline, checked between reads, all of them.
+    with urllib.request.urlopen(request, timeout=max(deadline - now, 0.01)) as response:
+        # read1: one read of the socket at most. read(n) waits until it has all n bytes.
+        read = getattr(response, "read1", response.read)
+        chunks, size = [], 0
+        while chunk := read(CHUNK_BYTES):
+            size += len(chunk)
+            if size > MAX_FILE_BYTES:
+                raise FetchError(f"more than {MAX_FILE_BYTES / 2**20:g} MB (MAX_FILE_BYTES), "
+                                 "far more than a portrait: cut off")
+            if time.monotonic() > deadline:
+                raise FetchError(f"not complete within {allowed} ({size:,} bytes came): "
+                                 "cut off")
+            chunks.append(chunk)
+        said = (response.headers.get("Content-Length") or "").strip()
+        if said.isdigit() and int(said) != size:
+            raise FetchError(f"the answer ended after {size:,} of its {int(said):,} bytes")
+    return b"".join(chunks)
+
+
+def _failure(url: str, error: BaseException) -> str:
+    """``url`` and why fetching it failed, on one short line."""
+    if isinstance(error, urllib.error.URLError) and isinstance(error.reason, BaseException):
+        error = error.reason  # the socket's error, not "<urlopen error ...>"
+    reason = str(error) if isinstance(error, FetchError) else f"{type(error).__name__}: {error}"
+    return f"{url}: {' '.join(reason.split())[:200]}"
 
 
 ENOUGH = 0.9  # a source that delivers less of its pinned files is said loudly
@@ -110,7 +176,9 @@ class DownloadReport:
     cached: int = 0
     changed_upstream: int = 0
     failed: int = 0
-    unreachable: dict[str, str] = field(default_factory=dict)  # source -> the error
+    unreachable: dict[str, str] = field(default_factory=dict)  # source -> "URL: the error"
+    errors: dict[str, list[str]] = field(default_factory=dict)  # source -> ["URL: error", ...]
+    skipped: dict[str, int] = field(default_factory=dict)  # source -> files past its deadline
     delivered: dict[str, tuple[int, int]] = field(default_factory=dict)  # source -> (got, pinned)
 
     def short_sources(self) -> list[str]:
@@ -121,26 +189,31 @@ class DownloadReport:
 
 def _unreachable_sources(todo: list[Entry], urls: dict[str, str], timeout: float
                          ) -> dict[str, str]:
-    """One request per source that has files to fetch: {source: error} for those that fail."""
+    """One request per source that has files to fetch: {source: "URL: error"} for those
+    that fail."""
     failed = {}
     for source in dict.fromkeys(entry.source for entry in todo):
         first = next(entry for entry in todo if entry.source == source)
+        url = urls[source].format(id=first.id)
         try:
-            _fetch(urls[source].format(id=first.id), timeout)
-        except (urllib.error.URLError, TimeoutError, OSError) as error:
-            failed[source] = str(error)
+            _fetch(url, timeout)
+        except FETCH_ERRORS as error:
+            failed[source] = _failure(url, error)
     return failed
 
 
 def download_portraits(dest, sources=tuple(SOURCES), limit: int | None = None,
                        verify: bool = True, base_urls: dict[str, str] | None = None,
                        timeout: float = 10.0, threads: int = 8,
-                       progress: bool = True) -> DownloadReport:
+                       progress: bool = True, source_deadline: float = SOURCE_DEADLINE
+                       ) -> DownloadReport:
     """Fetch the portraits into ``dest/<source>/<id>.jpg`` and write ``dest/manifest.csv``.
 
     ``base_urls`` replaces a source's URL pattern (``{id}`` is filled in): for a mirror.
     A source that does not answer is left out (``report.unreachable``); when no source
-    answers, ConnectionError.
+    answers, ConnectionError. ``timeout`` bounds each file, ``source_deadline`` each
+    source (the limits above). The manifest, written last and whole, marks the download
+    finished; a failure to write it (a full disk) is an OSError that names it.
     """
     from tqdm.auto import tqdm
 
@@ -174,34 +247,50 @@ def download_portraits(dest, sources=tuple(SOURCES), limit: int | None = None,
         print(f"The {source} portraits are unreachable ({error}): going on without them.")
     todo = [entry for entry in todo if entry.source not in report.unreachable]
 
-    def get(entry: Entry) -> str:
+    started: dict[str, float] = {}  # source -> when its first file began
+    lock = threading.Lock()
+
+    def get(entry: Entry) -> tuple[str, str]:
+        """(outcome, "URL: error" for a failure)."""
+        with lock:
+            ends = started.setdefault(entry.source, time.monotonic()) + source_deadline
+        if time.monotonic() >= ends:
+            return "skipped", ""
+        url = urls[entry.source].format(id=entry.id)
         try:
-            data = _fetch(urls[entry.source].format(id=entry.id), timeout)
-        except (urllib.error.URLError, TimeoutError, OSError):
-            return "failed"
+            data = _fetch(url, timeout, deadline=ends)
+        except FETCH_ERRORS as error:
+            return "failed", _failure(url, error)
         if verify and _sha256(data) != entry.sha256:
-            return "changed_upstream"
-        target = dest / entry.relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(".part")
-        partial.write_bytes(data)
-        partial.replace(target)
-        return "downloaded"
+            return "changed_upstream", ""
+        write_replacing(dest / entry.relative, data)
+        return "downloaded", ""
 
     with ThreadPoolExecutor(threads) as pool:
-        for outcome in tqdm(pool.map(get, todo), total=len(todo), desc="downloading",
-                            unit="img", disable=not progress):
-            setattr(report, outcome, getattr(report, outcome) + 1)
+        outcomes = tqdm(pool.map(get, todo), total=len(todo), desc="downloading",
+                        unit="img", disable=not progress)
+        for entry, (outcome, error) in zip(todo, outcomes, strict=True):
+            if outcome == "skipped":
+                report.skipped[entry.source] = report.skipped.get(entry.source, 0) + 1
+            else:
+                setattr(report, outcome, getattr(report, outcome) + 1)
+            if error:
+                report.errors.setdefault(entry.source, []).append(error)
+    for source, errors in report.errors.items():
+        print(f"  {source}: {len(errors)} failed, e.g. {errors[0]}")
+    for source, count in report.skipped.items():
+        print(f"  {source}: {count} skipped, not begun within its {source_deadline:g} s "
+              "(source_deadline)")
 
     present = [entry for entry in entries if (dest / entry.relative).is_file()]
-    dest.mkdir(parents=True, exist_ok=True)
-    with (dest / "manifest.csv").open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "source", "person_id", "mode", "license", "attribution"])
-        for entry in present:
-            _, licence, attribution, mode = SOURCES[entry.source]
-            writer.writerow([entry.relative, entry.source, entry.person_id, mode, licence,
-                             attribution])
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["path", "source", "person_id", "mode", "license", "attribution"])
+    for entry in present:
+        _, licence, attribution, mode = SOURCES[entry.source]
+        writer.writerow([entry.relative, entry.source, entry.person_id, mode, licence,
+                         attribution])
+    write_replacing(dest / "manifest.csv", text.getvalue())
     for source in dict.fromkeys(entry.source for entry in entries):
         report.delivered[source] = (sum(entry.source == source for entry in present),
                                     sum(entry.source == source for entry in entries))

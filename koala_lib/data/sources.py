@@ -63,9 +63,22 @@ class Portrait:
 
 
 def downloaded_dir() -> Path | None:
-    """The folder of downloaded public portraits, if a download has finished there."""
+    """The folder of downloaded public portraits, if a download has finished there.
+
+    Finished: its ``manifest.csv``, which the download renames into place only once written
+    whole, reads as a manifest, ends with its line break, names at least one file, and every
+    file it names is there. Anything less (no manifest, one cut off by an earlier version
+    that wrote it in place, files deleted since) is not: :func:`portrait_dir` downloads
+    again, fetching only what is missing."""
     folder = environment.cache_dir("portraits")
-    return folder if (folder / "manifest.csv").is_file() else None
+    manifest = folder / "manifest.csv"
+    try:
+        rows = read_manifest(folder)
+        whole = manifest.read_bytes().endswith(b"\n")  # a cut-off manifest ends mid-row
+    except (ValueError, OSError):
+        return None
+    finished = whole and rows and all((folder / row["path"]).is_file() for row in rows)
+    return folder if finished else None
 
 
 def portrait_dir(download: bool = False, progress: bool = True) -> Path | None:
@@ -92,11 +105,16 @@ def portrait_dir(download: bool = False, progress: bool = True) -> Path | None:
         download_portraits(target, progress=progress)
     except ConnectionError as error:
         raise NoPortraitsError(f"no portrait folder, and {error}") from error
+    folder = downloaded_dir()
+    if folder is None:
+        raise NoPortraitsError(f"no portrait folder, and the download into {target} delivered "
+                               "none. Point KOALA_DATA_DIR at a local folder of portraits "
+                               "instead, e.g. KOALA_DATA_DIR=../shared/data/portraits.")
     if archive is not None and not archive.is_file():
         _pack_images(target, archive)
         print(f"portraits: kept on Drive as {environment.readable_path(archive)} "
               f"({archive.stat().st_size / 2**20:.0f} MB) for the next fresh runtime")
-    return downloaded_dir()
+    return folder
 
 
 PORTRAITS_ARCHIVE = "portraits.tar"
@@ -157,6 +175,7 @@ def read_manifest(folder: Path) -> list[dict[str, str]]:
 
     Column names are lower-cased and stripped, values stripped. A manifest without a
     ``path`` column, or a row whose path is empty or outside ``folder``, is a ValueError.
+    A path listed again is dropped (its first row kept), and the count said in one line.
     """
     path = Path(folder) / "manifest.csv"
     if not path.is_file():
@@ -176,18 +195,23 @@ def read_manifest(folder: Path) -> list[dict[str, str]]:
                          f"{', '.join(map(repr, found)) or 'none'}. A manifest needs 'path' "
                          "(each image, relative to its folder); 'person_id', 'license' and "
                          "'mode' are optional.")
-    rows = []
+    rows: dict[str, dict[str, str]] = {}
+    repeated = 0
     try:
         for values in reader:
             if any(value.strip() for value in values):  # blank lines end many exports
                 row = {name: "" for name in columns} | dict(zip(columns, map(str.strip, values),
                                                                 strict=False))
                 row["path"] = _checked_path(path, reader.line_num, row["path"])
-                rows.append(row)
+                repeated += row["path"] in rows
+                rows.setdefault(row["path"], row)
     except csv.Error as error:
         raise ValueError(f"{path}, row {reader.line_num}: {error}: not a manifest "
                          "a CSV reader can read.") from None
-    return rows
+    if repeated:  # one photo listed 100,000 times would be 100,000 training images
+        print(f"{path} lists {repeated:,} rows again (the same path twice or more): each "
+              "file is used once, as its first row describes it.")
+    return list(rows.values())
 
 
 def roots(folder) -> dict[str, Path]:
