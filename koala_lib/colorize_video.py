@@ -6,14 +6,17 @@ its full-resolution L, the a,b predicted at the model's size (frames in batches)
 keeps its own detail and lightness. Frames keep their timestamps, so the duration (and a
 variable frame rate) are kept; the video is written as H.264 (libx264 at CRF 18, which FFmpeg's
 H.264 guide calls visually lossless or nearly so) in 4:2:0 (``yuv420p``, the format every player
-takes), tagged BT.709. 4:2:0 needs even sides: a video of odd width or height is written in
-4:4:4 (``yuv444p``) at its exact size instead, which some players (browsers, QuickTime)
-cannot play; crop it to even sides first if that matters. The audio streams are copied as
-they are, packet by packet (never re-encoded: no loss, no drift); only an audio codec the
-output container cannot hold (8-bit PCM in MP4, for one) is re-encoded to AAC, and the
-report says so. Subtitles and other streams are left out. The target is written under a
-temporary name in its folder and renamed at the end: an interrupted run leaves no
-half-written video under the target's name, and an existing file is never replaced.
+takes), tagged BT.709, with the source's display matrix (a phone stores a portrait video
+sideways and players turn it: the copy is turned the same way). 4:2:0 needs even sides: a
+video of odd width or height is written in 4:4:4 (``yuv444p``) at its exact size instead,
+which some players (browsers, QuickTime) cannot play; crop it to even sides first if that
+matters. The audio streams are copied as they are, packet by packet (never re-encoded: no
+loss, no drift); only an audio codec the output container cannot hold (8-bit PCM in MP4, for
+one) is re-encoded to AAC, and the report says so. Subtitles and other streams are left out.
+The target is written under a temporary name in its folder and renamed at the end: an
+interrupted run (Ctrl-C, SIGTERM) leaves no half-written video under the target's name, and
+an existing file is never replaced. An input cut short is colorized as far as it goes, and
+the report says so.
 
 **Flicker.** The network sees each frame alone, and its classifier embedding is global:
 a hand moving in one corner, or the codec's noise, changes the colour predicted for a wall
@@ -42,8 +45,12 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
+import signal
+import threading
 import uuid
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -217,25 +224,29 @@ class VideoReport:
     static_threshold: float = STATIC_THRESHOLD
     flicker_raw: float = math.nan  # mean |delta a,b| on static pixels, the model's a,b
     flicker_smoothed: float = math.nan  # the same after smoothing (equal when smoothing=0)
+    rotation: float = 0.0  # degrees counter-clockwise players turn the frames, as the source's
+    warnings: list[str] = field(default_factory=list)  # an input cut short, a turn not kept
 
     def summary(self) -> str:
         audio = "; ".join(self.audio) if self.audio else "no audio"
-        return (f"{self.frames} frames, {self.width}x{self.height}, {self.fps:.4g} fps, "
-                f"{self.duration:.2f} s, {self.pixel_format}; {audio}\n"
-                f"flicker (mean |delta a,b| on static pixels, at the model's size): "
-                f"{self.flicker_raw:.2f} -> {self.flicker_smoothed:.2f} with smoothing "
-                f"{self.smoothing:g}")
+        turned = f", played turned {self.rotation:g} degrees" if self.rotation else ""
+        lines = [f"{self.frames} frames, {self.width}x{self.height}{turned}, "
+                 f"{self.fps:.4g} fps, {self.duration:.2f} s, {self.pixel_format}; {audio}",
+                 f"flicker (mean |delta a,b| on static pixels, at the model's size): "
+                 f"{self.flicker_raw:.2f} -> {self.flicker_smoothed:.2f} with smoothing "
+                 f"{self.smoothing:g}"]
+        return "\n".join(lines + [f"warning: {warning}" for warning in self.warnings])
 
 
 # --- reading and writing -------------------------------------------------------------------
 
 
-def _open_video(path: Path):
+def _open_source(path: Path):
     """The input container, or an error naming the file: missing, unreadable, a still image
     under a video's name, or no video stream."""
-    from koala_lib.data.video import _open  # its clear errors for missing and unreadable files
+    from koala_lib.data.video import open_video  # its errors for missing and unreadable files
 
-    container = _open(path)
+    container = open_video(path)
     still = container.format.name == "image2" or container.format.name.endswith("_pipe")
     if still or not container.streams.video:
         what = (f"a still image ({container.format.name.removesuffix('_pipe')})" if still
@@ -244,6 +255,47 @@ def _open_video(path: Path):
         raise ValueError(f"{path} is {what}, not a video: name a video file "
                          f"({', '.join(VIDEO_SUFFIXES)}).")
     return container
+
+
+def _display_matrix(path: Path) -> list[int] | None:
+    """The display matrix of ``path``'s video (how players turn and mirror its frames: a
+    phone's portrait video is stored sideways), or None. FFmpeg gives it to every decoded
+    frame; the first one's is read, as the output's header is written before that frame."""
+    import av
+
+    from koala_lib.data.video import open_video
+
+    with open_video(path) as container:
+        try:
+            for frame in container.decode(container.streams.video[0]):
+                matrix = frame.side_data.get("DISPLAYMATRIX")
+                return None if matrix is None else np.frombuffer(bytes(matrix), "=i4").tolist()
+        except av.error.FFmpegError:
+            pass  # the colorizing pass says what is wrong with the file
+    return None
+
+
+def _rotation(matrix: list[int]) -> float:
+    """Degrees counter-clockwise that ``matrix`` turns a frame (FFmpeg's
+    ``av_display_rotation_get``; what PyAV's ``VideoFrame.rotation`` reads)."""
+    scale_x, scale_y = math.hypot(matrix[0], matrix[3]), math.hypot(matrix[1], matrix[4])
+    if not scale_x or not scale_y:
+        return 0.0
+    return round(-math.degrees(math.atan2(matrix[1] / scale_y, matrix[0] / scale_x)), 2)
+
+
+def _carry_display_matrix(stream, matrix: list[int], source: Path) -> str | None:
+    """Give the output ``stream`` the source's display matrix, so that players turn the
+    colorized frames as they turn the source's; a warning naming ``source`` where this PyAV
+    cannot (PyAV 18.1 has ``set_display_matrix``; the ``av>=14`` allowed may not)."""
+    if hasattr(stream, "set_display_matrix"):
+        stream.set_display_matrix(matrix)
+        return None
+    import av
+
+    return (f"{source} is played turned {_rotation(matrix):g} degrees (its display matrix), "
+            f"which PyAV {av.__version__} cannot write: its colorized copy plays without the "
+            "turn. pip install -U av (18.1 or later) keeps it.")
 
 
 def _frame_rate(stream) -> Fraction:
@@ -334,28 +386,50 @@ def _written_duration(path: Path) -> float:
     """Seconds of the first video stream of the finished file, as a player will read it."""
     import av
 
-    with av.open(str(path)) as container:
+    from koala_lib.data.video import ffmpeg_path
+
+    with av.open(ffmpeg_path(path)) as container:
         stream = container.streams.video[0]
         if stream.duration is not None and stream.time_base is not None:
             return float(stream.duration * stream.time_base)
         return float(container.duration or 0) / 1e6
 
 
-def _publish(partial: Path, target: Path) -> None:
-    """Give ``partial`` the name ``target``, never replacing a file that appeared meanwhile."""
+def _ended_early(container, source: Path, read_until: float, rate: Fraction,
+                 frames: int) -> str | None:
+    """A warning naming ``source`` when its packets stopped (at ``read_until`` seconds)
+    before the end its header declares: a file cut short (a copy stopped half-way), whose
+    decodable frames were colorized."""
+    if not container.duration:  # nothing declared (a live recording's WebM)
+        return None
+    start, declared = (container.start_time or 0) / 1e6, container.duration / 1e6
+    # The slack covers a last frame or packet without a duration and Matroska's milliseconds.
+    if read_until >= start + declared - max(0.1, 2 / rate):
+        return None
+    return (f"{source} ends early: only {max(0.0, read_until - start):.2f} s of the "
+            f"{declared:.2f} s its header declares could be read (the file is cut short or "
+            f"damaged); the {frames} frames read were colorized.")
+
+
+@contextmanager
+def _exiting_on_sigterm() -> Iterator[None]:
+    """Within the block SIGTERM raises SystemExit (status 143), as Ctrl-C raises
+    KeyboardInterrupt, so that the ``finally`` clauses remove the partial file; by default
+    SIGTERM ends the process at once and leaves it. Only in the main thread (Python runs
+    handlers there alone) and where no handler of the program's own is installed."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
+        yield
+        return
+
+    def exit_cleanly(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, exit_cleanly)
     try:
-        os.link(partial, target)  # fails if target exists: no window to overwrite it
-    except FileExistsError:
-        raise FileExistsError(_exists_message(target)) from None
-    except OSError:  # a file system without hard links
-        if target.exists():
-            raise FileExistsError(_exists_message(target)) from None
-        partial.replace(target)
-
-
-def _exists_message(target: Path) -> str:
-    return (f"{target} exists and is never overwritten: name another target, or move that "
-            "file away first.")
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 # --- the video --------------------------------------------------------------------------------
@@ -414,8 +488,10 @@ class _Colorizer:
 
 
 def _check_paths(source: Path, target: Path) -> None:
+    from koala_lib.files import exists_message
+
     if target.exists():
-        raise FileExistsError(_exists_message(target))
+        raise FileExistsError(exists_message(target))
     if not source.is_file():
         raise FileNotFoundError(f"no video file at {source}")
     if target.parent.exists() and not target.parent.is_dir():
@@ -435,12 +511,18 @@ def colorize_video(trained: TrainedColorizer, extractor, source, target, *,
     by ``upsample`` (:func:`koala_lib.colorize.upsample_ab`) and merged with each frame's own
     full-resolution L. ``target`` must not exist (FileExistsError); its folder is created.
     The returned report has the flicker (:func:`flicker`) before and after smoothing.
+    The source's display matrix (a phone's portrait video is stored sideways, and turned by
+    players) is kept, so the colorized copy plays the same way up. A source that ends before
+    the end its header declares (a file cut short) is colorized as far as it goes, with a
+    warning naming it (``warnings`` of the report, and ``warnings.warn``). SIGTERM, like
+    Ctrl-C, leaves no partial file (it raises SystemExit(143) while a video is written).
     Memory: ``batch_size`` frames' full-resolution L (4 bytes a pixel: 530 MB for 16 frames
     of 4K) besides the model, whatever the video's length.
     """
     from tqdm.auto import tqdm
 
     from koala_lib import colorize
+    from koala_lib.files import publish_new
 
     source, target = Path(source), Path(target)
     check_smoothing(smoothing)  # every check before the first frame is decoded
@@ -448,7 +530,7 @@ def colorize_video(trained: TrainedColorizer, extractor, source, target, *,
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
     colorize.check_upsample(upsample)
     _check_paths(source, target)
-    with _open_video(source) as container:  # its errors before anything is created
+    with _exiting_on_sigterm(), _open_source(source) as container:  # its errors first
         video = container.streams.video[0]
         video.thread_type = "AUTO"  # decode on every core: the model waits for frames
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -459,47 +541,66 @@ def colorize_video(trained: TrainedColorizer, extractor, source, target, *,
         try:
             bar = tqdm(total=video.frames or None, unit="frame", desc=source.name,
                        disable=not progress)
-            report = _transcode(container, video, partial, trained, extractor, upsample,
-                                smoothing, batch_size, bar)
-            report.source, report.target = source, target
+            report = _transcode(container, video, source, partial, trained, extractor,
+                                upsample, smoothing, batch_size, bar)
+            report.target = target
             report.duration = _written_duration(partial)
-            _publish(partial, target)
+            publish_new(partial, target)
         finally:
             partial.unlink(missing_ok=True)
+    for warning in report.warnings:
+        warnings.warn(warning, VideoWarning, stacklevel=2)
     return report
 
 
-def _transcode(container, video, partial: Path, trained, extractor, upsample: str,
-               smoothing: float, batch_size: int, bar) -> VideoReport:
+class VideoWarning(UserWarning):
+    """Something about a video its report also says (the command line prints the report)."""
+
+
+def _transcode(container, video, source: Path, partial: Path, trained, extractor,
+               upsample: str, smoothing: float, batch_size: int, bar) -> VideoReport:
     """Decode, colorize and encode into ``partial``; the audio is passed on on the way."""
     import av
 
+    from koala_lib.data.video import ffmpeg_path
+
     context = video.codec_context
+    display_matrix, notes = _display_matrix(source), []
+    read_until = -math.inf  # seconds: the end of the last packet read, of any stream
     try:
-        with av.open(str(partial), "w") as output:
+        with av.open(ffmpeg_path(partial), "w") as output:
             encoder = _Encoder(output, video, context.width, context.height)
+            if display_matrix is not None:  # before the first packet writes the header
+                notes.append(_carry_display_matrix(encoder.stream, display_matrix, source))
             audio = _Audio(output, container.streams.audio)
             colorizer = _Colorizer(trained, extractor, encoder, upsample, smoothing,
                                    batch_size)
-            for packet in container.demux(video, *container.streams.audio):
-                if packet.stream.index != video.index:
+            # Every stream is read, so that how far the file goes is known (see _ended_early).
+            for packet in container.demux():
+                if packet.pts is not None and packet.time_base is not None:
+                    end = (packet.pts + (packet.duration or 0)) * packet.time_base
+                    read_until = max(read_until, float(end))
+                if packet.stream.index == video.index:
+                    for frame in packet.decode():
+                        colorizer.add(frame)
+                        bar.update()
+                elif packet.stream.index in audio.routes:
                     audio.add(packet)
-                    continue
-                for frame in packet.decode():
-                    colorizer.add(frame)
-                    bar.update()
             colorizer.flush()
             if not colorizer.frames:
-                raise ValueError(f"{container.name} holds no video frame that can be decoded.")
+                raise ValueError(f"{source} holds no video frame that can be decoded.")
             encoder.close()
             audio.close()
     except av.error.FFmpegError as error:  # a damaged stream, a codec the container refuses
-        raise ValueError(f"cannot colorize {Path(container.name).name}: {error}") from error
+        raise ValueError(f"cannot colorize {source}: {error}") from error
     finally:
         bar.close()
+    notes.append(_ended_early(container, source, read_until, encoder.rate, colorizer.frames))
     return VideoReport(
-        source=Path(container.name), target=partial, frames=colorizer.frames,
+        source=source, target=partial, frames=colorizer.frames,
         width=context.width, height=context.height, fps=float(encoder.rate), duration=0.0,
         pixel_format=encoder.pix_fmt, audio=audio.notes, audio_copied=audio.copied,
         smoothing=smoothing, static_threshold=STATIC_THRESHOLD,
-        flicker_raw=colorizer.raw.value, flicker_smoothed=colorizer.smoothed.value)
+        flicker_raw=colorizer.raw.value, flicker_smoothed=colorizer.smoothed.value,
+        rotation=_rotation(display_matrix) if display_matrix else 0.0,
+        warnings=[note for note in notes if note])

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import warnings
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,12 +45,15 @@ def gray_frames(frames=FRAMES, width=WIDTH, height=HEIGHT) -> np.ndarray:
 
 
 def write_clip(path, *, frames=FRAMES, width=WIDTH, height=HEIGHT, audio: str | None = "aac",
-               pix_fmt="yuv420p"):
+               pix_fmt="yuv420p", rotation: int | None = None, hflip=False, options=None):
     """An H.264 clip of :func:`gray_frames` at ``FPS``, with a mono 440 Hz tone of the same
-    length in ``audio`` (an audio codec name) unless None."""
-    with av.open(str(path), "w") as container:
+    length in ``audio`` (an audio codec name) unless None; a player turns it ``rotation``
+    degrees counter-clockwise (then mirrors it, ``hflip``). ``options``: the muxer's."""
+    with av.open(str(path), "w", options=options or {}) as container:
         video = container.add_stream("libx264", rate=FPS)
         video.width, video.height, video.pix_fmt = width, height, pix_fmt
+        if rotation is not None:
+            video.set_display_rotation(rotation, hflip=hflip)
         sound = None
         if audio:
             sound = container.add_stream(audio, rate=SAMPLE_RATE, layout="mono")
@@ -70,7 +81,8 @@ def _write_tone(container, stream, seconds):
 
 
 def probe(path) -> dict:
-    """What a player sees: the video's frames, size, duration, and the audio."""
+    """What a player sees: the video's frames, size, duration, the turn it gives them (its
+    display matrix, the rotation counter-clockwise), and the audio."""
     with av.open(str(path)) as container:
         video = container.streams.video[0]
         info = {"width": video.codec_context.width, "height": video.codec_context.height,
@@ -78,7 +90,11 @@ def probe(path) -> dict:
                 "duration": float(video.duration * video.time_base),
                 "audio": [(s.codec_context.name, s.codec_context.sample_rate,
                            float(s.duration * s.time_base)) for s in container.streams.audio]}
-        info["frames"] = [frame.to_ndarray(format="rgb24") for frame in container.decode(video)]
+        decoded = list(container.decode(video))
+        info["frames"] = [frame.to_ndarray(format="rgb24") for frame in decoded]
+        matrix = decoded[0].side_data.get("DISPLAYMATRIX")
+        info["display_matrix"] = None if matrix is None else bytes(matrix)
+        info["rotation"] = decoded[0].rotation
     return info
 
 
@@ -117,6 +133,8 @@ def test_a_video_round_trip_keeps_frame_count_size_duration_and_audio(round_trip
     assert abs(seconds - before["audio"][0][2]) < 1 / FPS
     assert report.audio_copied == 1 and "copied" in report.audio[0]
     assert [path.name for path in target.parent.iterdir()] == [target.name]  # no partial left
+    assert report.warnings == [] and "warning" not in report.summary()
+    assert after["display_matrix"] is None  # an upright input stays upright
     (target.parent / "plain.txt").write_text("")  # the folder's usual permissions, not 0600
     assert target.stat().st_mode == (target.parent / "plain.txt").stat().st_mode
     (target.parent / "plain.txt").unlink()
@@ -171,6 +189,66 @@ def test_audio_the_mp4_cannot_hold_is_re_encoded_to_aac_and_said(tmp_path, train
     [(codec, rate, seconds)] = probe(tmp_path / "out.mp4")["audio"]
     assert (codec, rate) == ("aac", SAMPLE_RATE) and abs(seconds - 12 / FPS) < 1 / FPS
     assert report.audio_copied == 0 and "re-encoded to aac (pcm_u8" in report.audio[0]
+    assert report.warnings == []  # a whole Matroska file does not end early
+
+
+needs_display_matrices = pytest.mark.skipif(
+    not hasattr(av.video.stream.VideoStream, "set_display_rotation"),
+    reason="this PyAV cannot write display matrices (PyAV 18.1 can)")
+
+
+@needs_display_matrices
+@pytest.mark.parametrize(("rotation", "hflip"), [(90, False), (-90, True)])
+def test_a_video_with_rotation_metadata_plays_the_same_way_up(tmp_path, trained, extractor,
+                                                              rotation, hflip):
+    source = write_clip(tmp_path / "phone.mp4", frames=4, audio=None, rotation=rotation,
+                        hflip=hflip)
+    report = colorize_video(trained, extractor, source, tmp_path / "out.mp4", progress=False)
+    before, after = probe(source), probe(tmp_path / "out.mp4")
+    assert before["rotation"] == rotation and before["display_matrix"] is not None
+    # The same pictures, stored the same way, turned (and mirrored) the same way on playing.
+    assert after["display_matrix"] == before["display_matrix"]
+    assert after["rotation"] == rotation and report.rotation == rotation
+    assert (after["width"], after["height"]) == (WIDTH, HEIGHT) == (report.width, report.height)
+    assert np.abs(lightness(after["frames"]) - lightness(before["frames"])).mean() < 3
+    assert f"turned {rotation} degrees" in report.summary()
+
+
+def test_a_pyav_that_cannot_write_the_rotation_says_so_naming_the_file(tmp_path):
+    from koala_lib.colorize_video import _carry_display_matrix
+
+    class OldStream:  # a PyAV before 18.1: no set_display_matrix
+        pass
+
+    matrix = [0, -65536, 0, 65536, 0, 0, 0, 0, 1 << 30]
+    warning = _carry_display_matrix(OldStream(), matrix, tmp_path / "phone.mp4")
+    assert re.search(r"phone\.mp4 is played turned 90 degrees.*plays without the turn", warning)
+
+
+@pytest.mark.parametrize(("name", "kept", "options", "audio"), [
+    ("cut.mkv", 0.6, None, "aac"),  # its header declares its duration
+    ("cut.mp4", 0.9, {"movflags": "faststart"}, None),  # its header lists every frame first
+])
+def test_a_truncated_video_is_colorized_as_far_as_it_goes_and_says_it_ended_early(
+        tmp_path, trained, extractor, name, kept, options, audio):
+    whole = write_clip(tmp_path / f"whole{Path(name).suffix}", options=options, audio=audio)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the whole file: no warning
+        report = colorize_video(trained, extractor, whole, tmp_path / "whole_out.mp4",
+                                progress=False)
+    assert report.frames == FRAMES and report.warnings == []
+    data = whole.read_bytes()
+    source = tmp_path / name
+    source.write_bytes(data[: int(len(data) * kept)])
+    with pytest.warns(UserWarning, match=rf"{name} ends early") as caught:
+        report = colorize_video(trained, extractor, source, tmp_path / "out.mp4",
+                                progress=False)
+    written = len(probe(tmp_path / "out.mp4")["frames"])
+    assert 0 < written == report.frames < FRAMES
+    summary = report.summary()
+    assert f"warning: {source} ends early" in summary
+    assert f"the {written} frames read were colorized" in summary
+    assert all(str(source) in str(warning.message) for warning in caught)
 
 
 # --- never losing a file, and clear errors -------------------------------------------------
@@ -199,10 +277,44 @@ def test_an_interrupted_run_leaves_nothing_under_the_target_name(tmp_path, train
 
     merge = colorize.merge_full_resolution
     monkeypatch.setattr(colorize, "merge_full_resolution", interrupted)
+    sigterm = signal.getsignal(signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt):
         colorize_video(trained, extractor, source, tmp_path / "out" / "clip.mp4",
                        progress=False)
     assert list((tmp_path / "out").iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is sigterm  # SIGTERM's handler given back
+
+
+def test_a_terminated_run_leaves_no_partial_file(tmp_path, saved_model):
+    source = write_clip(tmp_path / "long.mp4", frames=600, audio=None)  # 50 s: minutes of work
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "koala_lib", "colorize", str(source), "--out", str(out),
+               "--model", str(saved_model), "--quiet"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not (out.is_dir() and list(out.glob(".*.partial.mp4"))):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"no partial file appeared:\n{process.communicate()[1][-3000:]}")
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+    assert process.returncode == 128 + signal.SIGTERM  # SystemExit(143), cleaned up
+    assert list(out.iterdir()) == []
+
+
+def test_names_with_a_colon_are_files_not_urls(tmp_path, trained, extractor, monkeypatch):
+    write_clip(tmp_path / "take:1.mp4", frames=4, audio=None)
+    monkeypatch.chdir(tmp_path)  # relative names, which FFmpeg reads as "take:" URLs
+    target = Path("out:2") / "take:1_colorized.mp4"
+    report = colorize_video(trained, extractor, Path("take:1.mp4"), target, progress=False)
+    assert report.target == target and len(probe(tmp_path / target)["frames"]) == 4
+    assert os.listdir(tmp_path / "out:2") == ["take:1_colorized.mp4"]
 
 
 @pytest.mark.parametrize("kind", ["text", "png", "empty", "audio only", "missing"])

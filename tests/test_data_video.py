@@ -106,3 +106,15 @@ def test_a_still_clip_can_carry_a_tone_as_its_sound(tmp_path):
         samples = np.concatenate([frame.to_ndarray().ravel()
                                   for frame in container.decode(sound)])
     assert 0.05 < np.abs(samples).max() < 0.15  # the tone, at a tenth of full scale
+
+
+def test_a_relative_name_with_a_colon_is_a_file_not_a_url(tmp_path, monkeypatch):
+    from conftest import colourful
+
+    monkeypatch.chdir(tmp_path)  # FFmpeg reads "take:1.mp4" as a URL of protocol "take"
+    clip = video.write_still_clip(colourful(), "take:1.mp4", seconds=1, fps=10, size=32)
+    assert (tmp_path / "take:1.mp4").is_file() and str(clip) == "take:1.mp4"
+    assert video.video_duration(clip) == pytest.approx(1.0, abs=0.15)
+    assert len(video.sample_frames(clip, every_seconds=0.5)) == 2
+    with video.open_video("take:1.mp4") as container:
+        assert container.streams.video[0].codec_context.width == 32

@@ -21,7 +21,15 @@ import numpy as np
 from PIL import Image
 
 
-def _open(path):
+def ffmpeg_path(path) -> str:
+    """``path`` as FFmpeg must be given a file: absolute, since it reads a relative name with a
+    colon (``take:1.mp4``, ``out:2/a.mp4``) as a URL of an unknown protocol."""
+    return str(Path(path).absolute())
+
+
+def open_video(path):
+    """The PyAV container of the video file ``path``, or an error naming it: missing, or
+    unreadable as a video."""
     try:
         import av
     except ImportError as error:
@@ -31,14 +39,14 @@ def _open(path):
     if not path.is_file():
         raise FileNotFoundError(f"no video file at {path}")
     try:
-        return av.open(str(path))
+        return av.open(ffmpeg_path(path))
     except av.error.FFmpegError as error:
         raise ValueError(f"cannot read {path.name} as a video: {error}") from error
 
 
 def video_duration(path) -> float:
     """Length in seconds."""
-    with _open(path) as container:
+    with open_video(path) as container:
         stream = container.streams.video[0]
         if stream.duration is not None and stream.time_base is not None:
             return float(stream.duration * stream.time_base)
@@ -64,7 +72,7 @@ def sample_frames(path, every_seconds: float | None = None, count: int | None = 
             raise ValueError(f"count must be positive, got {count}.")
         wanted = sorted(np.random.default_rng(seed).uniform(0, duration, count).tolist())
     frames: list[tuple[float, np.ndarray]] = []
-    with _open(path) as container:
+    with open_video(path) as container:
         stream = container.streams.video[0]
         for frame in container.decode(stream):
             if not wanted:
@@ -111,7 +119,7 @@ def write_still_clip(image, path, seconds: float = 4.0, fps: int = 10, size: int
     start, end = rng.uniform(-1, 1, (2, 2))  # where the camera looks, in units of its slack
     phase = rng.uniform(0, 2 * np.pi)
     count = max(1, round(seconds * fps))
-    with av.open(str(path), "w") as container:
+    with av.open(ffmpeg_path(path), "w") as container:
         stream = container.add_stream("mpeg4", rate=fps)
         stream.width, stream.height, stream.pix_fmt = size, size, "yuv420p"
         stream.bit_rate = 8 * size * size * fps  # 8 bits a pixel: few compression blocks
