@@ -1,5 +1,6 @@
-"""Benchmark: peak memory of embedding the portrait set (and the same set 4 times over), and
-bytes a pixel of colorizing a 24-megapixel photo.
+"""Benchmark: peak memory of embedding the portrait set (and the same set 4 times over),
+bytes a pixel of colorizing a 24-megapixel photo, and of colorizing and evaluating a
+10000x10000 PNG of a few hundred KB (issue 26: small files must not take unbounded memory).
 
     KOALA_DATA_DIR=../shared/data/portraits .venv/bin/python benchmarks/memory.py
     KOALA_DATA_DIR=... python benchmarks/memory.py --images 256 --repeats 1 4   # a quick look
@@ -133,6 +134,57 @@ def colorize_child(args) -> dict:
             "backend": keras.backend.backend()}
 
 
+def evaluate_child(args) -> dict:
+    """Evaluate a folder holding only ``args.photo`` through the command line's path
+    (clean, prepare, embed, predict, measure) with an untrained 224-pixel model; the peak
+    above the warmed-up process, per pixel of the photo."""
+    import shutil
+
+    import keras
+    from PIL import Image
+
+    from koala_lib import colorize, evaluate
+    from koala_lib.features import FeatureExtractor
+    from koala_lib.model import build_colorizer
+
+    extractor = FeatureExtractor("mobilenet_v2", None)
+    with tempfile.TemporaryDirectory() as scratch:
+        os.environ["KOALA_CACHE_DIR"] = f"{scratch}/cache"  # prepared afresh, not reused
+        path = colorize.save_trained(build_colorizer(224), f"{scratch}/model.keras", extractor,
+                                     image_size=224)
+        trained, extractor = colorize.load_trained(path, extractor)
+        folder = f"{scratch}/photos"
+        os.mkdir(folder)
+        shutil.copy(args.photo, folder)
+        with Image.open(args.photo) as image:
+            pixels = image.width * image.height
+        before = _high_water_gb(reset=True)
+        start = time.perf_counter()
+        result = evaluate.evaluate_folder(folder, trained, extractor, progress=False)
+        seconds = time.perf_counter() - start
+        peak = _high_water_gb()
+        assert result["images"] == 1, result["skipped"]
+    return {"megapixels": round(pixels / 1e6, 1), "seconds": round(seconds, 1),
+            "rss_before_gb": round(before, 3), "peak_rss_gb": round(peak, 3),
+            "bytes_per_pixel": round((peak - before) * 1e9 / pixels, 1),
+            "backend": keras.backend.backend()}
+
+
+def _flat_png(folder: str, side: int) -> str:
+    """A square PNG of ``side`` pixels in four flat colours: a few hundred KB that decode to
+    3 bytes a pixel (issue 26: 308 KB for 10000x10000, under Pillow's bomb limit)."""
+    import numpy as np
+    from PIL import Image
+
+    image = np.empty((side, side, 3), np.uint8)
+    half = side // 2
+    image[:half, :half], image[:half, half:] = (200, 40, 40), (40, 160, 60)
+    image[half:, :half], image[half:, half:] = (50, 60, 190), (220, 200, 60)
+    path = f"{folder}/flat_{side}x{side}.png"
+    Image.fromarray(image).save(path)
+    return path
+
+
 def _photo(folder: str, megapixels: float) -> str:
     """A 3:2 JPEG of ``megapixels`` that looks like a photo to the codec (gradients, noise)."""
     import numpy as np
@@ -163,12 +215,16 @@ def main() -> None:
                         help="embedding cases (none: skip embedding)")
     parser.add_argument("--colorize-megapixels", type=float, nargs="*", default=[24],
                         help="photo sizes to colorize (none: skip colorizing)")
+    parser.add_argument("--flat-png-side", type=int, default=10000,
+                        help="colorize and evaluate a flat PNG of this side (0: skip)")
     parser.add_argument("--repeat", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--evaluate", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--photo", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(colorize_child(args) if args.photo else child(args)))
+        run = evaluate_child if args.evaluate else colorize_child if args.photo else child
+        print(json.dumps(run(args)))
         return
 
     colorizing = []
@@ -180,6 +236,18 @@ def main() -> None:
                 sys.exit(f"colorizing {megapixels} MP failed:\n{output.stderr[-3000:]}")
             colorizing.append(json.loads(output.stdout.strip().splitlines()[-1]))
             print(json.dumps(colorizing[-1]), file=sys.stderr, flush=True)
+        flat = []
+        if args.flat_png_side:
+            photo = _flat_png(scratch, args.flat_png_side)
+            for step in ("colorize", "evaluate"):
+                command = [sys.executable, __file__, "--child", "--photo", photo,
+                           *(["--evaluate"] if step == "evaluate" else [])]
+                output = subprocess.run(command, capture_output=True, text=True, check=False)
+                if output.returncode != 0:
+                    sys.exit(f"{step} of the flat PNG failed:\n{output.stderr[-3000:]}")
+                flat.append({"step": step, "png_bytes": os.path.getsize(photo),
+                             **json.loads(output.stdout.strip().splitlines()[-1])})
+                print(json.dumps(flat[-1]), file=sys.stderr, flush=True)
     prepared = _prepared(args.size, args.images) if args.repeats else None
     cases = []
     for repeat in args.repeats:
@@ -209,6 +277,9 @@ def main() -> None:
         "colorize": colorizing,
         "colorize_under_target": all(case["bytes_per_pixel"] <= TARGET_BYTES_PER_PIXEL
                                      for case in colorizing),
+        "flat_png": flat,
+        "flat_png_under_target": all(case["bytes_per_pixel"] <= TARGET_BYTES_PER_PIXEL
+                                     for case in flat),
     }, indent=2))
 
 
