@@ -18,7 +18,7 @@ NBVAL_NOTEBOOKS := $(shell grep -l '"# NBVAL_CHECK_OUTPUT' $(NOTEBOOKS)) noteboo
 # Test runs write only under build/: figures, results, executed notebooks.
 CI_ENV := KOALA_PROFILE=ci KOALA_FIG_DIR=$(CURDIR)/build/figures KOALA_BUILD_DIR=$(CURDIR)/build \
     KOALA_CACHE_DIR=$(CURDIR)/build/cache
-# TensorFlow's two CPU kernel families, whatever this CPU's default (README, "Floats a
+# TensorFlow's two CPU kernel families, whatever this CPU's default (CONTRIBUTING.md, "Floats a
 # framework computed"): oneDNN for the tests, Eigen for nbval; `make test-kernels` swaps them.
 ONEDNN_TESTS ?= 1
 ONEDNN_NOTEBOOKS ?= 0
@@ -42,7 +42,7 @@ help:
 	@echo "make notebooks     make course, then its outputs into notebooks/ (the committed outputs)"
 	@echo "make gpu-check-pack  beside the portraits: the one archive a device call carries"
 	@echo "make gpu-check     on a GPU machine: notebooks 06-10 (the gpu profile's switches) +"
-	@echo "                   the training benchmark, JSON (README, 'The GPU check')"
+	@echo "                   the training benchmark, JSON (CONTRIBUTING.md, docs/results.md)"
 
 # The environment: created once, reinstalled when pyproject.toml changes.
 $(STAMP): pyproject.toml

@@ -148,7 +148,7 @@ def _figures(cost: Cost, figures: int, tables: int = 0) -> None:
 def notebook_costs(settings) -> dict[str, Cost]:
     """Each notebook's :class:`Cost` in the profile of ``settings`` (a
     ``koala_lib.course.CourseSettings``), the notebooks run in order on fresh runtimes
-    sharing one Drive folder, as the README's Colab path does."""
+    sharing one Drive folder, as docs/colab.md describes."""
     s = settings
     rate = s.train_images_per_s  # images/s at 224x224 on the profile's machine
     images = s.images or PORTRAITS
