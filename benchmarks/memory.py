@@ -109,15 +109,15 @@ def colorize_child(args) -> dict:
     import numpy as np
     from PIL import Image
 
-    from koala_lib import colorize
+    from koala_lib import colorize, trained_model
     from koala_lib.features import FeatureExtractor
     from koala_lib.model import build_colorizer
 
     extractor = FeatureExtractor("mobilenet_v2", None)
     with tempfile.TemporaryDirectory() as scratch:
-        path = colorize.save_trained(build_colorizer(224), f"{scratch}/model.keras", extractor,
+        path = trained_model.save_trained(build_colorizer(224), f"{scratch}/model.keras", extractor,
                                      image_size=224)
-        trained, extractor = colorize.load_trained(path, extractor)
+        trained, extractor = trained_model.load_trained(path, extractor)
         colorize.colorize_rgb(trained, extractor, np.zeros((300, 400, 3), np.uint8))  # warm up
         with Image.open(args.photo) as image:
             pixels = image.width * image.height
@@ -143,16 +143,16 @@ def evaluate_child(args) -> dict:
     import keras
     from PIL import Image
 
-    from koala_lib import colorize, evaluate
+    from koala_lib import evaluate, trained_model
     from koala_lib.features import FeatureExtractor
     from koala_lib.model import build_colorizer
 
     extractor = FeatureExtractor("mobilenet_v2", None)
     with tempfile.TemporaryDirectory() as scratch:
         os.environ["KOALA_CACHE_DIR"] = f"{scratch}/cache"  # prepared afresh, not reused
-        path = colorize.save_trained(build_colorizer(224), f"{scratch}/model.keras", extractor,
+        path = trained_model.save_trained(build_colorizer(224), f"{scratch}/model.keras", extractor,
                                      image_size=224)
-        trained, extractor = colorize.load_trained(path, extractor)
+        trained, extractor = trained_model.load_trained(path, extractor)
         folder = f"{scratch}/photos"
         os.mkdir(folder)
         shutil.copy(args.photo, folder)

@@ -121,14 +121,14 @@ def _tune_one(item) -> dict:
 
 def tune(paths: list[Path], sizes, workers: int, model: Path | None) -> dict:
     """Mean SSIM and a,b RMSE over ``paths`` of every grid point, per setting."""
-    from koala_lib import colorize
+    from koala_lib import colorize, trained_model
     from koala_lib.data.images import read_rgb
 
     images = [read_rgb(path) for path in paths]
     settings = {f"oracle_{size}": [colorize.small_ab_of(rgb, size) for rgb in images]
                 for size in sizes}
     if model is not None:
-        trained, extractor = colorize.load_trained(model)
+        trained, extractor = trained_model.load_trained(model)
         predicted = []
         for rgb in images:
             lightness = colorize.full_lightness(rgb)

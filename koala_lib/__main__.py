@@ -97,24 +97,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_temperature(temperature) -> None:
-    if temperature is not None and not 0 <= temperature <= 10:
-        raise ValueError(f"--temperature must be from 0 to 10, got {temperature}.")
+    """Before the model loads (Keras takes seconds to start): quantize needs no Keras."""
+    from koala_lib.quantize import check_temperature
+
+    if temperature is not None:
+        check_temperature(temperature, "--temperature")
 
 
 def _load_model(path, temperature=None):
-    from koala_lib import colorize
+    from koala_lib.trained_model import load_trained
 
-    trained, extractor = colorize.load_trained(path)
+    trained, extractor = load_trained(path)
     if temperature is not None:
-        if trained.head != "classification":
-            raise ValueError(f"--temperature {temperature}: {path} is a regression model, "
-                             "which predicts a,b directly; only a classification model has "
-                             "a read-out temperature.")
-        trained.metadata["temperature"] = temperature
-    head = (f"classification head, read out at T = {trained.temperature:g}"
-            if trained.head == "classification" else "regression head")
-    print(f"model {path} ({head}; {trained.metadata['extractor']['name']} embeddings, "
-          f"trained at {trained.image_size}x{trained.image_size})")
+        trained = trained.with_temperature(temperature, "--temperature")
+    print(f"model {path} ({trained.describe()})")
     return trained, extractor
 
 

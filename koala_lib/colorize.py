@@ -20,38 +20,28 @@ strip: see :func:`upsample_ab`, and ``benchmarks/upsampling.py`` for what each c
 Instead the chroma of those pixels is reduced step by step until the colour fits, so the
 output's L equals the input's within 8-bit rounding.
 
-**The trained model** is a ``.keras`` file with a ``.json`` beside it (the extractor,
-its weights and their fingerprint, the image size, the data and the held-out metrics):
-:func:`save_trained` writes both, :func:`load_trained` refuses a model whose embeddings
-came from another extractor than the one offered.
+The trained model it takes is a :class:`koala_lib.trained_model.TrainedColorizer`
+(``trained_model.load_trained``): the file format lives there, not here.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import keras
 import numpy as np
 from PIL import Image
 from skimage import color as skcolor
 
 from koala_lib import color, files
-from koala_lib.data.images import MAX_IMAGE_SIZE, is_image_file, read_rgb
-from koala_lib.data.portraits import extractor_description
+from koala_lib.data.images import is_image_file, read_rgb
 from koala_lib.model import (
     DOWNSAMPLING,
-    HEADS,
-    build_colorizer,
-    colorizer_head,
-    load_colorizer,
     predict_scaled_ab,
 )
-from koala_lib.quantize import TEMPERATURE
+from koala_lib.trained_model import TrainedColorizer
 
 MAX_ASPECT = 4  # the longer side is at most this many times the model's size
 # Full-resolution pixels converted at a time: the float64 temporaries of colour conversion
@@ -90,209 +80,17 @@ __all__ = [
     "GUIDED_RADIUS_PER_FACTOR",
     "UPSAMPLING",
     "ColorizeReport",
-    "TrainedColorizer",
     "check_upsample",
     "colorize_files",
     "colorize_rgb",
     "full_lightness",
     "guided_radius",
-    "load_trained",
     "merge_full_resolution",
     "model_size_for",
-    "save_trained",
     "small_ab_of",
     "upsample_ab",
     "upsampling_ssim",
 ]
-
-
-# --- the trained model and its metadata -----------------------------------------------------
-
-
-@dataclass
-class TrainedColorizer:
-    model: keras.Model  # accepts any H, W divisible by 8
-    metadata: dict
-    path: Path | None = None
-
-    @property
-    def image_size(self) -> int:
-        return int(self.metadata["image_size"])
-
-    @property
-    def head(self) -> str:
-        """"regression" (a,b) or "classification" (colour bins; older files: regression)."""
-        return self.metadata.get("head", "regression")
-
-    @property
-    def temperature(self) -> float:
-        """The classification head's read-out temperature: the one saved with the model (or
-        set in ``metadata["temperature"]``), else the paper's 0.38."""
-        return float(self.metadata.get("temperature", TEMPERATURE))
-
-
-def save_trained(model: keras.Model, path, extractor, image_size: int, **metadata) -> Path:
-    """Save ``model`` (rebuilt to accept any size) as ``path`` (.keras) and ``path``.json.
-
-    ``extractor`` is the FeatureExtractor whose embeddings the model was trained on (or
-    its description: a dict with name, weights and fingerprint, as
-    :attr:`koala_lib.data.PortraitData.extractor`). Extra keyword arguments (data,
-    metrics, ...) go into the JSON as they are.
-    """
-    if not isinstance(extractor, dict):
-        extractor = extractor_description(extractor)
-    path = Path(path)
-    if path.suffix != ".keras":
-        raise ValueError(f"save the model as a .keras file, not {path.name}.")
-    fusion = model.get_layer("fusion")
-    head = colorizer_head(model)
-    any_size = build_colorizer(None, int(model.inputs[1].shape[-1]),
-                               standardize_embedding=fusion.standardize_embedding, head=head,
-                               bins=None if head == "regression" else model.outputs[0].shape[-1])
-    any_size.set_weights(model.get_weights())
-    info = {"format": "koala colorizer 1", "head": head, "image_size": int(image_size),
-            "embedding_dim": int(model.inputs[1].shape[-1]),
-            "extractor": {key: extractor[key] for key in ("name", "weights", "fingerprint")},
-            "keras": keras.__version__, "backend": keras.backend.backend(), **metadata}
-    text = json.dumps(info, indent=1, default=_plain)
-    check_description(json.loads(text), path.with_suffix(".json"))  # what load_trained reads
-    # Both written whole before either is renamed: a full disk keeps the earlier pair.
-    files.write_replacing_all({path: any_size.save, path.with_suffix(".json"): text})
-    return path
-
-
-def _plain(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
-
-
-MAX_DESCRIPTION_BYTES = 4 * 2**20  # a model's .json is a few KB
-
-
-def _read_metadata(info_path: Path) -> dict:
-    """The model's description, read (at most :data:`MAX_DESCRIPTION_BYTES`) and checked."""
-    try:
-        metadata = json.loads(files.read_small(info_path, MAX_DESCRIPTION_BYTES,
-                                               "koala model description").decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise ValueError(f"{info_path} is not a koala model description: it cannot be "
-                         f"read as JSON ({error}); {DESCRIPTION_FIX}.") from error
-    return check_description(metadata, info_path)
-
-
-DESCRIPTION_FIX = ("save models with koala_lib.colorize.save_trained (notebook 06 does), or "
-                   "restore the .json that came with this model")
-
-
-def check_description(metadata, info_path: Path) -> dict:
-    """A model description's every field checked, in one place, before any data work: each
-    problem names the file, the field and the fix."""
-    fix = DESCRIPTION_FIX
-    wanted = metadata.get("extractor") if isinstance(metadata, dict) else None
-    if not isinstance(wanted, dict):
-        raise ValueError(f"{info_path} is not a koala model description (it needs an "
-                         f"\"extractor\" with name, weights and fingerprint, and "
-                         f"\"image_size\"): {fix}.")
-    missing = [key for key in ("name", "weights", "fingerprint")
-               if not isinstance(wanted.get(key), str)]
-    if missing:
-        raise ValueError(f"{info_path} describes no extractor {', '.join(missing)}: {fix}.")
-    if metadata.get("head", "regression") not in HEADS:
-        raise ValueError(f"{info_path} names the head {metadata.get('head')!r}; koala's are "
-                         f"{', '.join(HEADS)}: {fix}.")
-    temperature = metadata.get("temperature", TEMPERATURE)
-    if not _is_number(temperature) or not 0 <= temperature <= 10:
-        raise ValueError(f"{info_path}: temperature must be a number from 0 to 10, found "
-                         f"{temperature!r}: {fix}.")
-    size = metadata.get("image_size")
-    if not isinstance(size, int) or isinstance(size, bool) or not (
-            0 < size <= MAX_IMAGE_SIZE) or size % DOWNSAMPLING:
-        raise ValueError(f"{info_path}: image_size must be a multiple of {DOWNSAMPLING} from "
-                         f"{DOWNSAMPLING} to {MAX_IMAGE_SIZE}, found {size!r}: {fix}.")
-    mean = metadata.get("train_mean_ab")
-    if mean is not None and not (isinstance(mean, list) and len(mean) == 2 and all(
-            _is_number(value) and abs(value) <= 1 for value in mean)):
-        raise ValueError(f"{info_path}: train_mean_ab must be two finite numbers (the "
-                         f"training images' mean a,b, scaled to [-1, 1]), found {mean!r}: "
-                         f"{fix}.")
-    return metadata
-
-
-def _is_number(value) -> bool:
-    """A finite int or float (JSON's NaN and Infinity, and booleans, are not)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(
-        value)
-
-
-def _metadata_extractor(wanted: dict, info_path: Path):
-    """The extractor the metadata names, refused before anything is built or downloaded
-    when the name or weights are not ones koala makes."""
-    from koala_lib.features import EXTRACTORS, load_extractor
-
-    name, weights = wanted["name"], wanted["weights"]
-    allowed = {"random", "imagenet", "torchvision"}
-    # A weights file of your own (FeatureExtractor(name, path)) is named by its path; its
-    # fingerprint is checked below like any other.
-    if name not in EXTRACTORS or (weights not in allowed and not Path(weights).is_file()):
-        raise ValueError(f"{info_path} names extractor {name!r} with {weights!r} weights; "
-                         f"koala knows {sorted(EXTRACTORS)} with {sorted(allowed)} weights. "
-                         "Restore the model's own .json, or pass the extractor yourself.")
-    # Random weights are seeded (features.RANDOM_WEIGHTS_SEED): rebuilt here, they match on
-    # the same backend; the fingerprint check in load_trained refuses them where they do not.
-    try:
-        return load_extractor(name, None if weights == "random" else weights, verbose=False)
-    except (ValueError, OSError, ConnectionError) as error:
-        kind = ConnectionError if isinstance(error, ConnectionError) else ValueError
-        raise kind(f"the extractor {info_path} names ({name}, {weights} weights) could not "
-                   f"be loaded: {error}") from error
-
-
-def load_trained(path, extractor=None) -> tuple[TrainedColorizer, object]:
-    """(the trained colorizer, its extractor); the extractor is loaded from the metadata
-    when not given, and refused when it is not the one the model was trained with."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no trained model at {path}: train one with notebook 06 "
-                                "(it saves build/models/colorizer_<profile>.keras), or pass "
-                                "the path of one.")
-    info_path = path.with_suffix(".json")
-    if not info_path.is_file():
-        raise ValueError(f"{path} has no {info_path.name} beside it: without it the "
-                         "extractor the model was trained with is unknown. Save models "
-                         "with koala_lib.colorize.save_trained.")
-    metadata = _read_metadata(info_path)
-    wanted = metadata["extractor"]
-    model = load_colorizer(path)  # before the extractor: a damaged file is found in seconds
-    if extractor is None:
-        extractor = _metadata_extractor(wanted, info_path)
-    if extractor.name != wanted["name"] or extractor.fingerprint != wanted["fingerprint"]:
-        same_name = extractor.name == wanted["name"]
-        raise ValueError(
-            f"{path.name} was trained on embeddings of {wanted['name']} ({wanted['weights']} "
-            f"weights, fingerprint {wanted['fingerprint'][:12]}), but the extractor offered "
-            + (f"has other weights: {extractor.weights_name}, fingerprint "
-               f"{extractor.fingerprint[:12]}" if same_name else
-               f"is {extractor.name} ({extractor.weights_name} weights)")
-            + ". Its colours would be meaningless: use the model's own extractor, or train "
-              "a model for this one.")
-    _check_inputs(model, path, extractor)
-    if colorizer_head(model) != metadata.get("head", "regression"):
-        raise ValueError(f"{path.name} holds a {colorizer_head(model)} model but "
-                         f"{info_path.name} says {metadata.get('head', 'regression')}: the "
-                         "two files do not belong together. Save models with save_trained.")
-    return TrainedColorizer(model, metadata, path), extractor
-
-
-def _check_inputs(model: keras.Model, path: Path, extractor) -> None:
-    """A colorizer takes (L, embedding): anything else fails later, deep inside Keras."""
-    shapes = [tuple(tensor.shape) for tensor in model.inputs]
-    expected = [(None, None, None, 1), (None, int(extractor.embedding_dim))]
-    if len(shapes) != 2 or shapes[0][-1:] != (1,) or shapes[1] != expected[1]:
-        raise ValueError(f"{path} takes inputs of shapes {shapes}, not a colorizer's (L, "
-                         f"embedding) {expected}: use a model saved by notebook 06.")
 
 
 # --- one image ---------------------------------------------------------------------------

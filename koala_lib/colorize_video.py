@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from koala_lib.colorize import TrainedColorizer
+    from koala_lib.trained_model import TrainedColorizer
 
 # Keras (through koala_lib.colorize) and PyAV are imported inside the functions that need
 # them: the command line reads SMOOTHING for its help without waiting for Keras to start.

@@ -325,8 +325,8 @@ def default_model_path() -> Path:
 def save_course_model(result, data, profile: str, **metadata) -> Path:
     """Save a :class:`koala_lib.train.TrainResult` as the ``profile``'s course model, with
     the training images' mean a,b (the mean-colour baseline of ``evaluate``)."""
-    from koala_lib.colorize import save_trained
     from koala_lib.evaluate import mean_ab
+    from koala_lib.trained_model import save_trained
 
     last = result.history[-1]
     return save_trained(result.model, model_path(profile), data.extractor, data.image_size,

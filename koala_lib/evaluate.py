@@ -306,7 +306,7 @@ def load_folder(folder, extractor, image_size: int, progress: bool = True
 
 def evaluate_folder(folder, trained, extractor, image_size: int | None = None,
                     progress: bool = True) -> dict:
-    """The metric table of a saved model (a :class:`koala_lib.colorize.TrainedColorizer`)
+    """The metric table of a saved model (a :class:`koala_lib.trained_model.TrainedColorizer`)
     against the gray and mean-a,b baselines on the colour photos of ``folder``.
 
     The mean a,b is the model's training mean when its metadata records it (notebook 06
@@ -315,7 +315,7 @@ def evaluate_folder(folder, trained, extractor, image_size: int | None = None,
     size = int(trained.image_size if image_size is None else image_size)
     data, skipped = load_folder(folder, extractor, size, progress=progress)
     indices = data.indices("all")
-    recorded = trained.metadata.get("train_mean_ab")
+    recorded = trained.description.train_mean_ab
     train_mean = np.asarray(recorded, np.float32) if recorded else mean_ab(data, indices)
     result = against_baselines(trained.model, data, indices, train_mean, trained.temperature)
     return {

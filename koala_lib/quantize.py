@@ -41,6 +41,7 @@ SOFT_SIGMA = 5.0  # their Gaussian weights
 PRIOR_SIGMA = 5.0  # the smoothing of the training colours' distribution
 PRIOR_MIX = 0.5  # lambda: the weight of the uniform distribution in the mix
 TEMPERATURE = 0.38  # the paper's annealed-mean temperature
+MAX_TEMPERATURE = 10.0  # beyond 1 the read-out only grows grayer; 10 leaves room to look
 BINS_FILE = "ab_bins.csv"  # written by compute_in_gamut_bins (scripts/ab_bins.py)
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "SOFT_SIGMA",
     "TEMPERATURE",
     "annealed_mean",
+    "check_temperature",
     "bin_counts",
     "compute_in_gamut_bins",
     "in_gamut_bins",
@@ -59,6 +61,16 @@ __all__ = [
     "smoothed_prior",
     "soft_encode",
 ]
+
+
+def check_temperature(value, where: str = "temperature") -> float:
+    """``value`` as a read-out temperature (a finite number from 0 to
+    :data:`MAX_TEMPERATURE`); a ValueError that names ``where`` (an option, a file) else."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not 0 <= value <= MAX_TEMPERATURE:  # NaN fails the range too
+        raise ValueError(f"{where}: the temperature must be a number from 0 to "
+                         f"{MAX_TEMPERATURE:g}, found {value!r}.")
+    return float(value)
 
 
 def _cells(ab: np.ndarray, grid: int) -> np.ndarray:

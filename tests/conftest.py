@@ -136,8 +136,8 @@ def extractor(mobilenet):
 @pytest.fixture(scope="session")
 def saved_model(tmp_path_factory, mobilenet):
     """An untrained 32x32 colorizer saved with its metadata, on MobileNetV2 embeddings."""
-    from koala_lib.colorize import save_trained
     from koala_lib.model import build_colorizer
+    from koala_lib.trained_model import save_trained
 
     keras.utils.set_random_seed(0)
     path = tmp_path_factory.mktemp("model") / "colorizer.keras"

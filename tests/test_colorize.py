@@ -12,7 +12,7 @@ from conftest import assert_same_8bit_image
 from PIL import Image
 from skimage import data as skdata
 
-from koala_lib import color, colorize
+from koala_lib import color, colorize, trained_model
 from koala_lib.__main__ import main
 from koala_lib.data.images import read_rgb
 from koala_lib.features import FeatureExtractor
@@ -108,11 +108,11 @@ def test_help_documents_the_command():
 def test_a_model_from_another_extractor_is_refused(saved_model, tmp_path):
     other = FeatureExtractor("mobilenet_v2", None)  # random weights: other embeddings
     with pytest.raises(ValueError, match="trained on embeddings of mobilenet_v2"):
-        colorize.load_trained(saved_model, extractor=other)
+        trained_model.load_trained(saved_model, extractor=other)
     bare = tmp_path / "bare.keras"
     bare.write_bytes(saved_model.read_bytes())
     with pytest.raises(ValueError, match="has no bare.json"):
-        colorize.load_trained(bare)
+        trained_model.load_trained(bare)
 
 
 def test_a_model_description_without_its_fields_is_a_clear_error(saved_model, tmp_path):
@@ -124,33 +124,33 @@ def test_a_model_description_without_its_fields_is_a_clear_error(saved_model, tm
                           ("not json", "not a koala model description")):
         model.with_suffix(".json").write_text(text)
         with pytest.raises(ValueError, match=message):
-            colorize.load_trained(model)
+            trained_model.load_trained(model)
 
 
 def test_a_missing_model_names_the_file_notebook_06_saves(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"colorizer_<profile>\.keras"):
-        colorize.load_trained(tmp_path / "nothing.keras")
+        trained_model.load_trained(tmp_path / "nothing.keras")
 
 
 def test_a_model_on_random_embeddings_reloads_only_with_its_own_extractor(random_mobilenet,
                                                                          tmp_path):
-    path = colorize.save_trained(build_colorizer(32), tmp_path / "random.keras",
+    path = trained_model.save_trained(build_colorizer(32), tmp_path / "random.keras",
                                  random_mobilenet, image_size=32)
     # Untrained weights are seeded, so the same random network is rebuilt from the metadata.
-    rebuilt = colorize.load_trained(path)[1]
+    rebuilt = trained_model.load_trained(path)[1]
     assert rebuilt is not random_mobilenet
     assert rebuilt.fingerprint == random_mobilenet.fingerprint
-    trained, extractor = colorize.load_trained(path, extractor=random_mobilenet)
+    trained, extractor = trained_model.load_trained(path, extractor=random_mobilenet)
     assert extractor is random_mobilenet and trained.image_size == 32
     other = FeatureExtractor("mobilenet_v2", None, seed=1)  # other random weights
     with pytest.raises(ValueError, match="has other weights: random, fingerprint") as error:
-        colorize.load_trained(path, extractor=other)
+        trained_model.load_trained(path, extractor=other)
     assert random_mobilenet.fingerprint[:12] in str(error.value)
     assert other.fingerprint[:12] in str(error.value)
 
 
 def test_trained_model_round_trip_and_any_size(saved_model, extractor):
-    trained, same = colorize.load_trained(saved_model, extractor)
+    trained, same = trained_model.load_trained(saved_model, extractor)
     assert trained.image_size == 32 and trained.metadata["data"] == "a test model"
     assert trained.metadata["extractor"]["name"] == "mobilenet_v2"
     rgb = skdata.astronaut()[:72, :48]
@@ -194,7 +194,7 @@ def test_an_output_folder_that_is_a_file_is_refused_before_the_model_loads(
     def no_loading(*args, **kwargs):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(colorize, "load_trained", no_loading)
+    monkeypatch.setattr(trained_model, "load_trained", no_loading)
     assert main(["colorize", str(photo), "--out", str(taken), "--model", str(saved_model)]) == 1
     assert "is a file, not a folder" in capsys.readouterr().err
     assert taken.read_text() == "my notes"
@@ -217,7 +217,7 @@ def test_an_input_removed_between_the_two_passes_is_skipped_and_the_rest_written
         return predict(*args)
 
     monkeypatch.setattr(colorize, "predict_small_ab", predict_then_remove)
-    trained, _ = colorize.load_trained(saved_model, extractor)
+    trained, _ = trained_model.load_trained(saved_model, extractor)
     report = colorize.colorize_files([folder], tmp_path / "out", trained, extractor,
                                      progress=False)
     assert [target.name for _, target in report.written] == ["a_colorized.png"]
@@ -273,7 +273,7 @@ def test_a_damaged_model_description_names_its_file_before_anything_is_built(
     model.write_bytes(saved_model.read_bytes())
     model.with_suffix(".json").write_text(text)
     with pytest.raises(ValueError, match=message) as error:
-        colorize.load_trained(model)
+        trained_model.load_trained(model)
     assert str(model.with_suffix(".json")) in str(error.value)
 
 
@@ -293,7 +293,7 @@ def test_an_extractor_that_cannot_be_downloaded_is_a_connection_error_naming_the
     info["extractor"].update(name="inception_resnet_v2", weights="imagenet")
     model.with_suffix(".json").write_text(json.dumps(info))
     with pytest.raises(ConnectionError, match="could not download") as error:
-        colorize.load_trained(model)
+        trained_model.load_trained(model)
     assert str(model.with_suffix(".json")) in str(error.value)
 
 
@@ -310,7 +310,7 @@ def test_a_truncated_or_foreign_model_file_is_called_damaged_not_missing(saved_m
     for path in (truncated, foreign):
         path.with_suffix(".json").write_bytes(saved_model.with_suffix(".json").read_bytes())
         with pytest.raises(ValueError, match="damaged") as error:
-            colorize.load_trained(path)
+            trained_model.load_trained(path)
         assert str(path) in str(error.value) and "not found" not in str(error.value).lower()
 
 
@@ -332,7 +332,7 @@ def test_a_keras_model_that_is_not_a_colorizer_is_refused(saved_model, extractor
     keras.Model(inputs, keras.layers.Conv2D(2, 3, padding="same")(inputs)).save(other)
     other.with_suffix(".json").write_bytes(saved_model.with_suffix(".json").read_bytes())
     with pytest.raises(ValueError, match="not a colorizer's") as error:
-        colorize.load_trained(other, extractor)
+        trained_model.load_trained(other, extractor)
     assert str(other) in str(error.value)
 
 
@@ -341,9 +341,9 @@ def test_a_model_on_a_weights_file_of_your_own_reloads_from_its_description(rand
     weights = tmp_path / "mine.weights.h5"
     random_mobilenet.model.save_weights(weights)
     own = FeatureExtractor("mobilenet_v2", str(weights))
-    path = colorize.save_trained(build_colorizer(32), tmp_path / "own.keras", own,
+    path = trained_model.save_trained(build_colorizer(32), tmp_path / "own.keras", own,
                                  image_size=32)
-    assert colorize.load_trained(path)[1].fingerprint == own.fingerprint
+    assert trained_model.load_trained(path)[1].fingerprint == own.fingerprint
 
 
 @pytest.fixture(scope="module")
@@ -353,7 +353,7 @@ def classification_model(tmp_path_factory, mobilenet):
 
     keras.utils.set_random_seed(1)
     path = tmp_path_factory.mktemp("classification") / "colorizer.keras"
-    return colorize.save_trained(build_colorizer(32, head="classification"), path, mobilenet,
+    return trained_model.save_trained(build_colorizer(32, head="classification"), path, mobilenet,
                                  image_size=32, temperature=0.5)
 
 
@@ -363,7 +363,7 @@ def test_a_saved_classification_model_colorizes_through_the_command_line(
 
     assert json.loads(classification_model.with_suffix(".json").read_text())["head"] == (
         "classification")
-    trained, _ = colorize.load_trained(classification_model)
+    trained, _ = trained_model.load_trained(classification_model)
     assert trained.head == "classification" and trained.temperature == 0.5
     assert trained.model.outputs[0].shape[-1] == 261  # any size: (None, None, None, 261)
     photo = tmp_path / "photo.png"
@@ -413,11 +413,11 @@ def test_a_model_file_and_a_description_of_another_head_are_refused(
     shutil.copy(classification_model, copy)
     shutil.copy(saved_model.with_suffix(".json"), copy.with_suffix(".json"))  # says regression
     with pytest.raises(ValueError, match="do not belong together"):
-        colorize.load_trained(copy)
+        trained_model.load_trained(copy)
     info = json.loads(copy.with_suffix(".json").read_text())
     copy.with_suffix(".json").write_text(json.dumps({**info, "head": "ordinal"}))
     with pytest.raises(ValueError, match="names the head 'ordinal'"):
-        colorize.load_trained(copy)
+        trained_model.load_trained(copy)
 
 
 def _file_size_limit(limit: int):
@@ -445,11 +445,11 @@ def test_a_save_that_fails_half_way_keeps_the_earlier_model_and_its_description(
     model.with_suffix(".json").write_bytes(saved_model.with_suffix(".json").read_bytes())
     before = {path.name: _digest(path) for path in (model, model.with_suffix(".json"))}
     with _file_size_limit(2**20), pytest.raises(OSError, match="colorizer.keras.*unchanged"):
-        colorize.save_trained(build_colorizer(32), model, mobilenet, image_size=32)
+        trained_model.save_trained(build_colorizer(32), model, mobilenet, image_size=32)
     after = {path.name: _digest(path) for path in (model, model.with_suffix(".json"))}
     assert after == before
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(before)
-    colorize.load_trained(model, mobilenet)  # still the good model
+    trained_model.load_trained(model, mobilenet)  # still the good model
 
 
 def test_an_output_name_taken_meanwhile_is_never_replaced(saved_model, extractor, tmp_path,
@@ -464,7 +464,7 @@ def test_an_output_name_taken_meanwhile_is_never_replaced(saved_model, extractor
         return merge(*args, **kwargs)
 
     monkeypatch.setattr(colorize, "merge_full_resolution", another_program_writes_first)
-    trained, extractor = colorize.load_trained(saved_model, extractor)
+    trained, extractor = trained_model.load_trained(saved_model, extractor)
     report = colorize.colorize_files([photo], out, trained, extractor, progress=False)
     assert (out / "photo_colorized.png").read_bytes() == b"theirs"
     assert report.written == [(photo, out / "photo_colorized-1.png")]
@@ -480,7 +480,7 @@ def test_a_full_disk_skips_the_photo_it_stopped_naming_it_and_the_rest_are_writt
     Image.fromarray(astronaut).save(folder / "b_large.png")  # about 600 KB as a PNG
     for name in ("a_small.png", "c_small.png"):
         Image.fromarray(astronaut[::8, ::8]).save(folder / name)
-    trained, extractor = colorize.load_trained(saved_model, extractor)
+    trained, extractor = trained_model.load_trained(saved_model, extractor)
     with _file_size_limit(200_000):
         report = colorize.colorize_files([folder], tmp_path / "out", trained, extractor,
                                          progress=False)
@@ -505,7 +505,7 @@ def test_a_keras_archive_that_expands_far_beyond_a_colorizer_is_refused_unread(s
     bomb.with_suffix(".json").write_bytes(saved_model.with_suffix(".json").read_bytes())
     assert bomb.stat().st_size < 2**20
     with pytest.raises(ValueError, match="config.json expands to 41,943,040 bytes"):
-        colorize.load_trained(bomb)
+        trained_model.load_trained(bomb)
 
 
 def test_a_file_name_that_is_not_utf_8_is_colorized_and_named(saved_model, tmp_path):

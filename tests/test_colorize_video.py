@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from koala_lib import color, colorize
+from koala_lib import color, colorize, trained_model
 from koala_lib.__main__ import main
 from koala_lib.colorize_video import (
     SMOOTHING,
@@ -104,7 +104,7 @@ def lightness(frames) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def trained(saved_model, extractor):
-    return colorize.load_trained(saved_model, extractor)[0]
+    return trained_model.load_trained(saved_model, extractor)[0]
 
 
 @pytest.fixture(scope="module")
@@ -436,7 +436,7 @@ def test_the_command_line_refuses_a_smoothing_out_of_range_before_loading_the_mo
     def no_loading(*args, **kwargs):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(colorize, "load_trained", no_loading)
+    monkeypatch.setattr(trained_model, "load_trained", no_loading)
     source = tmp_path / "film.mp4"
     source.write_bytes(b"never read")
     for value in ("1", "-0.5", "nan"):

@@ -150,14 +150,14 @@ def test_course_folders_live_under_the_build_folder(tmp_path):
 def test_the_course_model_records_its_training_mean_colour_and_no_local_paths(ci_data, tmp_path):
     from conftest import small_config
 
-    from koala_lib import colorize, evaluate, train
+    from koala_lib import evaluate, train, trained_model
 
     subset = ci_data.indices("train")[:16]
     result = train.train(ci_data, small_config(epochs=1, snapshot_images=0), tmp_path / "run",
                          train_indices=subset, verbose=0)
     path = course.save_course_model(result, ci_data, "ci")
     assert path == course.model_path("ci")
-    trained, _ = colorize.load_trained(path)
+    trained, _ = trained_model.load_trained(path)
     np.testing.assert_allclose(trained.metadata["train_mean_ab"],
                                evaluate.mean_ab(ci_data, ci_data.indices("train")), rtol=1e-6)
     assert trained.metadata["profile"] == "ci" and trained.metadata["epochs"] == 1

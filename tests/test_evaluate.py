@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 
-from koala_lib import color, colorize, evaluate, metrics
+from koala_lib import color, evaluate, metrics, trained_model
 from koala_lib.__main__ import main
 from koala_lib.data import images
 from koala_lib.model import build_colorizer
@@ -52,7 +52,7 @@ def test_command_line_table_equals_the_protocol_computed_by_hand(photo_folder, s
     # its embeddings from the cache): the a,b may differ in their last bits and a value then
     # rounds to the next 8-bit level, so PSNR and SSIM agree to 1e-4, not to the last digit
     # (a wrong protocol moves them by far more).
-    trained, extractor = colorize.load_trained(saved_model)
+    trained, extractor = trained_model.load_trained(saved_model)
     files = sorted(p for p in photo_folder.glob("*.jpg") if p.stem != "black_and_white")
     squares = [images.square_crop_resize(images.read_rgb(path), 32) for path in files]
     lab = color.unpack_lab(*color.pack_lab(color.rgb_to_lab(np.stack(squares))))
@@ -78,9 +78,9 @@ def test_command_line_table_equals_the_protocol_computed_by_hand(photo_folder, s
 def test_the_mean_colour_baseline_is_the_models_training_mean_when_recorded(
         photo_folder, mobilenet, tmp_path):
     keras.utils.set_random_seed(0)
-    path = colorize.save_trained(build_colorizer(32), tmp_path / "m.keras", mobilenet,
+    path = trained_model.save_trained(build_colorizer(32), tmp_path / "m.keras", mobilenet,
                                  image_size=32, train_mean_ab=[0.05, 0.1])
-    trained, extractor = colorize.load_trained(path, mobilenet)
+    trained, extractor = trained_model.load_trained(path, mobilenet)
     result = evaluate.evaluate_folder(photo_folder, trained, extractor, image_size=24,
                                       progress=False)
     assert result["mean_ab_source"] == "the model's training images"

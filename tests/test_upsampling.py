@@ -11,7 +11,7 @@ from conftest import assert_same_8bit_image
 from PIL import Image
 from skimage import data as skdata
 
-from koala_lib import color, colorize
+from koala_lib import color, colorize, trained_model
 from koala_lib.__main__ import main
 
 SIZE, SMALL = 256, 32  # an upsampling factor of 8
@@ -136,7 +136,7 @@ def test_the_command_line_without_opencv_contrib_says_so_before_the_model_loads(
         raise AssertionError("the model was loaded")
 
     monkeypatch.setitem(sys.modules, "cv2", None)
-    monkeypatch.setattr(colorize, "load_trained", no_loading)
+    monkeypatch.setattr(trained_model, "load_trained", no_loading)
     assert main(["colorize", str(photo), "--out", str(tmp_path / "out"), "--model",
                  str(saved_model), "--quiet"]) == 1
     printed = capsys.readouterr()
@@ -150,7 +150,7 @@ def test_the_command_line_upsample_option_chooses_the_method(saved_model, extrac
     photo = tmp_path / "photo.png"
     rgb = skdata.astronaut()[::2, ::3]  # 256 x 171: a,b upsampled 8 times
     Image.fromarray(rgb).save(photo)
-    trained, _ = colorize.load_trained(saved_model, extractor)
+    trained, _ = trained_model.load_trained(saved_model, extractor)
     outputs = {}
     for method in colorize.UPSAMPLING:
         out = tmp_path / method
