@@ -68,21 +68,24 @@ test: $(STAMP)
 	        apt-get install -y -qq chromium chromium-driver >/dev/null \
 	    || echo "make test: apt-get install chromium chromium-driver failed: the browser test will skip."; }
 # Two lanes, one a core, since each run keeps about one core busy: the main tests then nbval
-# here; beside them the GPU check's dry run (notebooks 06-10, tests/test_notebooks.py) then
-# the model tests on JAX (their output follows). Every run reports; make stops if any failed.
+# here; beside them the two slowest tests (the GPU check's dry run, notebooks 06-10; the
+# Colab-versions install), then the model tests on JAX (their output follows). Every run
+# reports; make stops if any failed.
 	status=0; \
 	{ TF_ENABLE_ONEDNN_OPTS=$(ONEDNN_TESTS) $(CI_ENV) $(BIN)/python -m pytest \
-	      tests/test_notebooks.py -k gpu_check -p no:cacheprovider --durations=5 \
-	      > build/gpu-check-tests.log 2>&1; gpu=$$?; \
+	      tests/test_notebooks.py tests/test_install.py -k "gpu_check or installing" \
+	      -p no:cacheprovider --durations=5 > build/gpu-check-tests.log 2>&1; gpu=$$?; \
 	  $(CI_ENV) KERAS_BACKEND=jax $(BIN)/python -m pytest $(BACKEND_TESTS) -p no:cacheprovider \
 	      --durations=10 > build/jax-tests.log 2>&1 && exit $$gpu; } & beside=$$!; \
 	TF_ENABLE_ONEDNN_OPTS=$(ONEDNN_TESTS) $(CI_ENV) $(BIN)/python -m pytest tests \
-	    -k "not gpu_check" -p no:cacheprovider --durations=25 || status=1; \
+	    --ignore=tests/test_install.py -k "not gpu_check" -p no:cacheprovider \
+	    --durations=25 || status=1; \
 	TF_ENABLE_ONEDNN_OPTS=$(ONEDNN_NOTEBOOKS) $(CI_ENV) $(BIN)/python -m pytest \
 	    $(NBVAL_NOTEBOOKS) --nbval-lax --sanitize-with tests/nbval_sanitize.cfg \
 	    -p no:cacheprovider --durations=10 || status=1; \
 	wait $$beside || status=1; \
-	echo "== the GPU check's dry run (build/gpu-check-tests.log)"; cat build/gpu-check-tests.log; \
+	echo "== the GPU check's dry run and the install (build/gpu-check-tests.log)"; \
+	cat build/gpu-check-tests.log; \
 	echo "== the model tests again, on JAX (build/jax-tests.log)"; cat build/jax-tests.log; \
 	exit $$status
 

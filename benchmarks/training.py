@@ -42,7 +42,8 @@ from koala_lib.environment import visible_gpus
 from koala_lib.features import EXTRACTORS, FeatureExtractor
 from koala_lib.losses import report_mse
 from koala_lib.model import build_colorizer
-from koala_lib.train import precision_policy, resolve_precision
+from koala_lib.precision import precision_policy, resolve_precision
+from koala_lib.trainer import keeps_resident
 
 
 def inline_model(size: int, extractor: FeatureExtractor) -> keras.Model:
@@ -121,7 +122,7 @@ def learners_path(args, precision: str) -> dict:
     feeder_s = sum(waited[args.steps:])  # after the first epoch
     return {"portraits": len(portraits.prepared), "train_images": len(portraits.indices("train")),
             "val_images": len(portraits.indices("val")),
-            "data_on_device": train.keeps_resident(portraits, "auto", config),
+            "data_on_device": keeps_resident(portraits, "auto", config.max_zoom),
             "prepare_and_embed_s": round(prepared_s, 1),
             "extractor": f"{extractor.name} ({extractor.weights_name})",
             "embed_images_per_s": round(len(portraits.prepared) / embed_s, 1),

@@ -79,7 +79,7 @@ class CourseSettings:
     extractor_weights: str
     progress: bool  # progress bars (off where nobody watches)
     widgets: bool  # interactive widgets (01's explorer, 06's epoch slider and TensorBoard)
-    precision: str  # training precision (koala_lib.train.PRECISIONS)
+    precision: str  # training precision (koala_lib.precision.PRECISIONS)
     # 01: portraits averaged for the dataset's mean a,b
     mean_portraits: int
     # 02: files cleaned (None: all) and the prepared size

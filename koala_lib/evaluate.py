@@ -36,7 +36,7 @@ from koala_lib.data.portraits import (
 )
 from koala_lib.data.prepare import prepare
 from koala_lib.model import predict_scaled_ab
-from koala_lib.train import colorizer_of
+from koala_lib.trainer import colorizer_of
 
 GRAY = "gray (a = b = 0)"
 TRAIN_MEAN = "training mean a,b"

@@ -1,5 +1,5 @@
 """The report's Table 1, measured (notebook 07 builds section 4.3 from ``train`` and
-``evaluate``).
+``evaluate``), and over-fitting one photo with the report's Adam (notebook 05).
 
 **Table 1** lists four runs as (batch, steps, epochs): 4000/10/1, 100/10/1, 10/100/2 and
 100/10/3, judged by eye ("grayish", "brownish/reddish"). :func:`run_table1` runs them with
@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from koala_lib import metrics
@@ -41,6 +42,8 @@ from koala_lib.evaluate import (
     summary_row,
     table_markdown,
 )
+from koala_lib.losses import report_mse, steps_until_plateau
+from koala_lib.model import build_colorizer
 from koala_lib.train import TrainConfig, train
 
 
@@ -252,3 +255,118 @@ def write_table(rows, path_stem, note: str = "", columns=TABLE_COLUMNS) -> tuple
         writer.writeheader()
         writer.writerows(rows)
     return markdown, table
+
+
+# --- over-fitting one photo (notebook 05) ----------------------------------------------------
+
+# A tanh output beyond +-0.99 passes back under 2% of its gradient (d tanh = 1 - y^2).
+SATURATION = 0.99
+# The optimisers notebook 05 compares on one photo: the report's, and two ways to tame it.
+OVERFIT_OPTIMISERS = {
+    "Adam 1e-3 (report)": {"learning_rate": 1e-3, "clipnorm": None},
+    "Adam 1e-3, clipnorm 1": {"learning_rate": 1e-3, "clipnorm": 1.0},
+    "Adam 1e-4": {"learning_rate": 1e-4, "clipnorm": None},
+}
+
+
+@dataclass(frozen=True)
+class OverfitRun:
+    """One run of Adam on one photo."""
+
+    optimiser: str  # a key of the optimisers compared
+    standardize_embedding: bool
+    seed: int
+    losses: np.ndarray  # the loss of every step (computed before its update)
+    prediction: np.ndarray  # the a,b after the last step, H x W x 2
+
+    @property
+    def saturated(self) -> float:
+        """The fraction of a,b outputs beyond +-SATURATION after the last step."""
+        return float((np.abs(self.prediction) > SATURATION).mean())
+
+    @property
+    def spiked(self) -> bool:
+        """Whether the loss, at some step, rose over 10% above where it started."""
+        return bool(self.losses.max() > 1.1 * self.losses[0])
+
+    @property
+    def stopped_improving(self) -> int | None:
+        """The step (counted from 1) from which the best loss so far stayed within 2% of
+        the run's best, or None if that still fell by more than 2% over the last tenth of
+        the run (10 steps at least): :func:`koala_lib.losses.steps_until_plateau`."""
+        index = steps_until_plateau(self.losses, window=max(10, len(self.losses) // 10),
+                                    min_improvement=0.02)
+        return None if index == len(self.losses) else index + 1
+
+
+def _reset_adam(optimizer, learning_rate: float) -> None:
+    """A used Adam back to a fresh one's state: step 0, no moments, ``learning_rate``."""
+    for variable in optimizer.variables:
+        variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
+    optimizer.learning_rate = learning_rate
+
+
+def overfit_runs(scaled_l, scaled_ab, embedding, steps: int, seeds=(42,),
+                 optimisers=None, fusions=(False, True), progress: bool = False
+                 ) -> list[OverfitRun]:
+    """Adam on one photo (``scaled_l`` H x W x 1, ``scaled_ab`` H x W x 2, ``embedding`` of
+    D values) for ``steps`` steps, once for every optimiser x fusion x seed.
+
+    ``optimisers`` maps names to Adam's ``learning_rate`` and ``clipnorm`` (default
+    :data:`OVERFIT_OPTIMISERS`); ``fusions`` are values of ``standardize_embedding``. A run
+    starts from the weights :func:`build_colorizer` makes after
+    ``keras.utils.set_random_seed(seed)``, and a fresh Adam: the same run as a newly built
+    and compiled model. The models are reused across runs, one per fusion and clipnorm, so
+    the training step is traced four times rather than once a run. ``progress``: a bar of
+    the steps of all runs (minutes at 224x224 on a T4).
+    """
+    from tqdm.auto import tqdm
+
+    optimisers = OVERFIT_OPTIMISERS if optimisers is None else optimisers
+    x = [np.asarray(scaled_l, "float32")[None],
+         np.asarray(embedding, "float32").reshape(1, -1)]
+    y = np.asarray(scaled_ab, "float32")[None]
+    size, dim = y.shape[1:3], x[1].shape[-1]
+    initial = {}
+    for seed in seeds:
+        keras.utils.set_random_seed(seed)
+        initial[seed] = build_colorizer(size, dim).get_weights()
+    models, runs = {}, []
+    bar = tqdm(total=len(optimisers) * len(fusions) * len(seeds) * steps, unit="step",
+               desc="over-fitting runs", disable=not progress)
+    for name, options in optimisers.items():
+        learning_rate, clipnorm = options["learning_rate"], options.get("clipnorm")
+        for standardize in fusions:
+            if (standardize, clipnorm) not in models:
+                models[standardize, clipnorm] = build_colorizer(
+                    size, dim, standardize_embedding=standardize)
+                models[standardize, clipnorm].compile(
+                    keras.optimizers.Adam(learning_rate, clipnorm=clipnorm), loss=report_mse)
+            colorizer = models[standardize, clipnorm]
+            for seed in seeds:
+                colorizer.set_weights(initial[seed])
+                _reset_adam(colorizer.optimizer, learning_rate)
+                losses = [float(colorizer.train_on_batch(x, y)) for _ in range(steps)]
+                bar.update(steps)
+                prediction = keras.ops.convert_to_numpy(colorizer(x, training=False))[0]
+                runs.append(OverfitRun(name, standardize, seed, np.array(losses), prediction))
+    bar.close()
+    return runs
+
+
+def overfit_summary(runs: list[OverfitRun]) -> list[dict]:
+    """One row per optimiser and fusion: the median best and final loss over its seeds, in
+    how many seeds the loss spiked, and each seed's fraction of saturated outputs at the
+    end and the step it stopped improving (None: it had not)."""
+    groups: dict[tuple, list[OverfitRun]] = {}
+    for run in runs:
+        groups.setdefault((run.optimiser, run.standardize_embedding), []).append(run)
+    return [{"optimiser": optimiser,
+             "logits": "standardised" if standardize else "raw",
+             "seeds": len(group),
+             "best loss": float(np.median([run.losses.min() for run in group])),
+             "final loss": float(np.median([run.losses[-1] for run in group])),
+             "spiked": sum(run.spiked for run in group),
+             "saturated at the end": [run.saturated for run in group],
+             "stopped improving at step": [run.stopped_improving for run in group]}
+            for (optimiser, standardize), group in groups.items()]

@@ -31,7 +31,7 @@ image's embedding (zero mean, unit variance over its D logits) before tiling it.
 ImageNet logits reach +-10 on 1000 inputs against 256 encoder features in the 1x1
 convolution, and start the tanh output close to saturation. Notebook 05 measures it,
 over-fitting one portrait from several seeds with the report's plain Adam, clipped Adam
-and a lower learning rate (``train.overfit_runs``): standardising is no cure on its own
+and a lower learning rate (``experiments.overfit_runs``): standardising is no cure on its own
 (runs of plain Adam can still spike), clipping or lr 1e-4 is what keeps every run out of
 saturation there. ``standardize_embedding=False`` gives the report's exact layer.
 """

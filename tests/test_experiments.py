@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import keras
 import numpy as np
 import pytest
 from conftest import ROOT, small_config
@@ -135,3 +136,41 @@ def test_verdicts_without_enough_numbers_say_so_instead_of_crashing():
     measured = {run: ("gray", "gray", "grayish") for run in (1, 2, 3, 4)}
     verdicts = experiments.report_verdicts(fake_table1(measured, one_portrait, one_portrait))
     assert verdicts[3]["verdict"] == "untested"
+
+
+def test_overfit_runs_reuse_a_model_yet_each_run_is_a_fresh_one():
+    from koala_lib.losses import report_mse
+    from koala_lib.model import build_colorizer
+
+    rng = np.random.default_rng(0)
+    scaled_l = rng.uniform(-1, 1, (16, 16, 1)).astype("float32")
+    scaled_ab = rng.uniform(-0.3, 0.3, (16, 16, 2)).astype("float32")
+    embedding = rng.normal(0, 3, 10).astype("float32")
+    optimisers = {"fast": {"learning_rate": 1e-3, "clipnorm": None},
+                  "slow": {"learning_rate": 1e-4, "clipnorm": None}}
+    runs = experiments.overfit_runs(scaled_l, scaled_ab, embedding, steps=4, seeds=(1, 2),
+                              optimisers=optimisers, fusions=(True,))
+    assert [(run.optimiser, run.seed) for run in runs] == [
+        ("fast", 1), ("fast", 2), ("slow", 1), ("slow", 2)]
+    # The last run trained the model (and Adam) that three runs used before it: it is the
+    # same as a newly built and compiled model all the same.
+    keras.utils.set_random_seed(2)
+    fresh = build_colorizer(16, 10)
+    fresh.compile(keras.optimizers.Adam(1e-4), loss=report_mse)
+    x = [scaled_l[None], embedding[None]]
+    losses = [fresh.train_on_batch(x, scaled_ab[None]) for _ in range(4)]
+    np.testing.assert_allclose(runs[-1].losses, losses, rtol=1e-6)
+    prediction = keras.ops.convert_to_numpy(fresh(x))[0]
+    np.testing.assert_allclose(runs[-1].prediction, prediction, atol=1e-6)
+    summary = experiments.overfit_summary(runs)
+    assert [(row["optimiser"], row["logits"], row["seeds"]) for row in summary] == [
+        ("fast", "standardised", 2), ("slow", "standardised", 2)]
+    assert summary[1]["best loss"] == np.median([run.losses.min() for run in runs[2:]])
+
+
+def test_an_overfit_run_tells_a_spike_a_saturated_output_and_a_stall():
+    run = experiments.OverfitRun
+    falling = run("a", True, 0, np.geomspace(0.1, 0.001, 50), np.zeros((4, 4, 2)))
+    stuck = run("a", True, 0, np.r_[0.3, np.full(49, 0.99)], np.ones((4, 4, 2)))
+    assert not falling.spiked and falling.saturated == 0 and falling.stopped_improving is None
+    assert stuck.spiked and stuck.saturated == 1 and stuck.stopped_improving == 1

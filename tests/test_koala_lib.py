@@ -16,7 +16,7 @@ LAYERS = {
     "color": 1, "quantize": 1, "torch_weights": 1, "metrics": 1, "viz": 1,
     "data": 2,
     "model": 3, "losses": 3, "features": 3,
-    "train": 4, "trained_model": 4,
+    "train": 4, "trained_model": 4, "precision": 4, "runs": 4, "trainer": 4,
     "evaluate": 5, "colorize": 5, "colorize_video": 5,
     "experiments": 6, "studies": 6, "budget": 6,
     "course": 7,

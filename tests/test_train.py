@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import small_config
 
-from koala_lib import train
+from koala_lib import train, trainer
 
 
 def test_ci_profile_lowers_the_held_out_loss(ci_data, tmp_path):
@@ -320,26 +320,6 @@ def test_micro_batches_make_the_same_update_as_one_batch(ci_data, tmp_path):
     assert sum(apart) < 0.02 * sum(moved)
 
 
-def test_micro_batching_arithmetic():
-    assert train.micro_batching(4000, 100) == (100, 40)
-    assert train.micro_batching(100, 100) == (100, 1)
-    assert train.micro_batching(90, 40) == (30, 3)
-    assert train.micro_batching(7, 3) == (1, 7)
-    assert train.micro_batching(32, None) == (32, 1)
-
-
-def test_precision_and_distribution_choices():
-    assert train.resolve_precision("auto") == "float32"  # no GPU on the test machines
-    assert train.resolve_precision("mixed_bfloat16") == "mixed_bfloat16"
-    with pytest.raises(ValueError, match="unknown precision"):
-        train.resolve_precision("half")
-    assert train.distribution_plan(1, "jax") == "single device"
-    assert "MirroredStrategy" in train.distribution_plan(2, "tensorflow")
-    assert "DataParallel" in train.distribution_plan(4, "jax")
-    with train.distribution_scope() as plan:
-        assert plan == "single device"
-
-
 def test_float16_with_clipping_and_accumulation_resumes_to_the_uninterrupted_end(
         ci_data, tmp_path):
     # Colab's T4 trains in mixed_float16: loss scaling, clipnorm and micro-batches together,
@@ -376,41 +356,6 @@ def test_mixed_precision_keeps_the_output_in_float32(ci_data, tmp_path):
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
 
 
-DATA_PARALLEL_SCRIPT = """
-import keras, numpy as np
-from koala_lib import train
-from koala_lib.model import build_colorizer
-from koala_lib.losses import report_mse
-with train.distribution_scope(gpus=2) as plan:
-    active = keras.distribution.distribution()
-    model = build_colorizer(16, 8)
-    model.compile(keras.optimizers.Adam(1e-3, clipnorm=1.0), loss=report_mse)
-    rng = np.random.default_rng(0)
-    history = model.fit([rng.uniform(-1, 1, (8, 16, 16, 1)), rng.normal(size=(8, 8))],
-                        rng.uniform(-0.2, 0.2, (8, 16, 16, 2)), batch_size=4, epochs=2,
-                        verbose=0)
-print(plan, "|", type(active).__name__, len(active.device_mesh.devices.ravel()), "|",
-      np.isfinite(history.history["loss"]).all(), "|", keras.distribution.distribution())
-"""
-
-
-def test_data_parallel_over_two_devices_under_jax():
-    """The JAX branch of distribution_scope, on two CPU devices standing in for two GPUs."""
-    pytest.importorskip("jax")
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "KERAS_BACKEND": "jax",
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    result = subprocess.run([sys.executable, "-c", DATA_PARALLEL_SCRIPT], env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    line = result.stdout.strip().splitlines()[-1]
-    assert line == ("keras.distribution.DataParallel over 2 GPUs | DataParallel 2 | True | "
-                    "None"), line
-
-
 def test_a_run_without_validation_images_warns(ci_data, tmp_path):
     subset = ci_data.indices("train")[:8]
     with pytest.warns(UserWarning, match="no validation images"):
@@ -433,43 +378,6 @@ def test_a_whole_checkpoint_that_fails_to_load_is_not_taken_for_damage(finished_
         train.train(ci_data, small_config(**{**TINY, "epochs": 3}), folder,
                     train_indices=subset, verbose=0)
     assert folder_contents(folder) == before  # no roll-back: the newest epoch is kept
-
-
-def test_overfit_runs_reuse_a_model_yet_each_run_is_a_fresh_one():
-    from koala_lib.losses import report_mse
-    from koala_lib.model import build_colorizer
-
-    rng = np.random.default_rng(0)
-    scaled_l = rng.uniform(-1, 1, (16, 16, 1)).astype("float32")
-    scaled_ab = rng.uniform(-0.3, 0.3, (16, 16, 2)).astype("float32")
-    embedding = rng.normal(0, 3, 10).astype("float32")
-    optimisers = {"fast": {"learning_rate": 1e-3, "clipnorm": None},
-                  "slow": {"learning_rate": 1e-4, "clipnorm": None}}
-    runs = train.overfit_runs(scaled_l, scaled_ab, embedding, steps=4, seeds=(1, 2),
-                              optimisers=optimisers, fusions=(True,))
-    assert [(run.optimiser, run.seed) for run in runs] == [
-        ("fast", 1), ("fast", 2), ("slow", 1), ("slow", 2)]
-    # The last run trained the model (and Adam) that three runs used before it: it is the
-    # same as a newly built and compiled model all the same.
-    keras.utils.set_random_seed(2)
-    fresh = build_colorizer(16, 10)
-    fresh.compile(keras.optimizers.Adam(1e-4), loss=report_mse)
-    x = [scaled_l[None], embedding[None]]
-    losses = [fresh.train_on_batch(x, scaled_ab[None]) for _ in range(4)]
-    np.testing.assert_allclose(runs[-1].losses, losses, rtol=1e-6)
-    prediction = keras.ops.convert_to_numpy(fresh(x))[0]
-    np.testing.assert_allclose(runs[-1].prediction, prediction, atol=1e-6)
-    summary = train.overfit_summary(runs)
-    assert [(row["optimiser"], row["logits"], row["seeds"]) for row in summary] == [
-        ("fast", "standardised", 2), ("slow", "standardised", 2)]
-    assert summary[1]["best loss"] == np.median([run.losses.min() for run in runs[2:]])
-
-
-def test_an_overfit_run_tells_a_spike_a_saturated_output_and_a_stall():
-    falling = train.OverfitRun("a", True, 0, np.geomspace(0.1, 0.001, 50), np.zeros((4, 4, 2)))
-    stuck = train.OverfitRun("a", True, 0, np.r_[0.3, np.full(49, 0.99)], np.ones((4, 4, 2)))
-    assert not falling.spiked and falling.saturated == 0 and falling.stopped_improving is None
-    assert stuck.spiked and stuck.saturated == 1 and stuck.stopped_improving == 1
 
 
 def test_weight_decay_uses_adamw_and_subset_loss_is_logged_each_epoch(ci_data, tmp_path):
@@ -506,7 +414,7 @@ def test_the_stored_bytes_trainer_has_the_float_batches_loss(ci_data, head):
     colorizer = build_colorizer(config.image_size, ci_data.embeddings.shape[1], head=head)
     train.compile_colorizer(colorizer, config, class_weights=train.class_weights_for(
         ci_data, indices) if head == "classification" else None)
-    trainer = train.stored_bytes_trainer(colorizer)
+    stepper = trainer.stored_bytes_trainer(colorizer)
     options = dict(batch_size=8, flip=True, seed=4, shuffle=False)
     floats = ColorizationFeeder(ci_data.prepared, ci_data.embeddings, indices, **options)
     stored = ColorizationFeeder(ci_data.prepared, ci_data.embeddings, indices, packed=True,
@@ -514,9 +422,10 @@ def test_the_stored_bytes_trainer_has_the_float_batches_loss(ci_data, head):
     assert 0 < stored[0][0][2].sum() < 8  # some images flipped, some not
     # (evaluate moves a PyDataset's epoch on, and with it the flips: alike in both)
     float_loss = float(colorizer.evaluate(floats, verbose=0))
-    assert float(trainer.evaluate(stored, verbose=0)) == pytest.approx(float_loss, rel=1e-5)
+    assert float(stepper.evaluate(stored, verbose=0)) == pytest.approx(float_loss, rel=1e-5)
     assert floats.epoch == stored.epoch > 0
-    assert train.colorizer_of(trainer) is colorizer and train.colorizer_of(colorizer) is colorizer
+    assert trainer.colorizer_of(stepper) is colorizer
+    assert trainer.colorizer_of(colorizer) is colorizer
 
 
 def test_a_resident_set_trains_the_same_run_as_the_host_path(ci_data, tmp_path):
@@ -526,11 +435,11 @@ def test_a_resident_set_trains_the_same_run_as_the_host_path(ci_data, tmp_path):
                                   train_indices=subset, verbose=0, tensorboard=False,
                                   resident=resident)
             for resident in (False, True)}
-    assert not train.keeps_resident(ci_data, "auto", config)  # a CPU is no accelerator
+    assert not trainer.keeps_resident(ci_data, "auto", config.max_zoom)  # a CPU is no accelerator
     for key in ("loss", "val_loss"):
         np.testing.assert_allclose(runs[True].curve(key), runs[False].curve(key), rtol=1e-4)
     for host, device in zip(runs[False].model.get_weights(), runs[True].model.get_weights(),
                             strict=True):
         np.testing.assert_allclose(device, host, atol=1e-5)
     with pytest.raises(ValueError, match="max_zoom"):
-        train.keeps_resident(ci_data, True, small_config(max_zoom=1.2))
+        trainer.keeps_resident(ci_data, True, max_zoom=1.2)

@@ -7,7 +7,7 @@ Each batch is ``((scaled L, embedding), scaled a,b)`` read from a :class:`Prepar
 ``((L as stored, uint8; embedding; flip flags, uint8), a,b as stored, int8)``. The host only
 copies bytes (a quarter of float32's) and no image is flipped there: the conversion to the
 network's ranges and the flips run inside the compiled training step, on the accelerator
-(:class:`koala_lib.train.StoredBytesTrainer`). The images, their order and the flags are
+(:class:`koala_lib.trainer.StoredBytesTrainer`). The images, their order and the flags are
 the same as the float batches'. With ``resident=True`` as well (the prepared set copied to
 the accelerator once) a batch is only ``(indices into the prepared set, flip flags)``: the
 step gathers the images there.
