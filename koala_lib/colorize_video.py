@@ -45,18 +45,25 @@ from __future__ import annotations
 
 import math
 import numbers
-import signal
-import threading
 import uuid
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from koala_lib.data.video import ffmpeg_path, open_video
+from koala_lib.data.video_streams import (
+    AudioPassThrough,
+    Encoder,
+    carry_display_matrix,
+    display_matrix,
+    ended_early,
+    exiting_on_sigterm,
+    rotation_of,
+    written_duration,
+)
 
 if TYPE_CHECKING:
     from koala_lib.trained_model import TrainedColorizer
@@ -68,8 +75,6 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 STATIC_THRESHOLD = 2.0  # L units: a pixel whose L changes less than this is static
 SMOOTHING = 0.6  # the EMA's weight of the past on static pixels (see the module docstring)
 SUFFIX = "_colorized.mp4"
-CRF = "18"  # x264's constant rate factor: lower is better and larger; 23 is its default
-AUDIO_FALLBACK = "aac"  # for audio codecs the output container cannot hold
 
 __all__ = [
     "SMOOTHING",
@@ -244,8 +249,6 @@ class VideoReport:
 def _open_source(path: Path):
     """The input container, or an error naming the file: missing, unreadable, a still image
     under a video's name, or no video stream."""
-    from koala_lib.data.video import open_video  # its errors for missing and unreadable files
-
     container = open_video(path)
     still = container.format.name == "image2" or container.format.name.endswith("_pipe")
     if still or not container.streams.video:
@@ -255,181 +258,6 @@ def _open_source(path: Path):
         raise ValueError(f"{path} is {what}, not a video: name a video file "
                          f"({', '.join(VIDEO_SUFFIXES)}).")
     return container
-
-
-def _display_matrix(path: Path) -> list[int] | None:
-    """The display matrix of ``path``'s video (how players turn and mirror its frames: a
-    phone's portrait video is stored sideways), or None. FFmpeg gives it to every decoded
-    frame; the first one's is read, as the output's header is written before that frame."""
-    import av
-
-    from koala_lib.data.video import open_video
-
-    with open_video(path) as container:
-        try:
-            for frame in container.decode(container.streams.video[0]):
-                matrix = frame.side_data.get("DISPLAYMATRIX")
-                return None if matrix is None else np.frombuffer(bytes(matrix), "=i4").tolist()
-        except av.error.FFmpegError:
-            pass  # the colorizing pass says what is wrong with the file
-    return None
-
-
-def _rotation(matrix: list[int]) -> float:
-    """Degrees counter-clockwise that ``matrix`` turns a frame (FFmpeg's
-    ``av_display_rotation_get``; what PyAV's ``VideoFrame.rotation`` reads)."""
-    scale_x, scale_y = math.hypot(matrix[0], matrix[3]), math.hypot(matrix[1], matrix[4])
-    if not scale_x or not scale_y:
-        return 0.0
-    return round(-math.degrees(math.atan2(matrix[1] / scale_y, matrix[0] / scale_x)), 2)
-
-
-def _carry_display_matrix(stream, matrix: list[int], source: Path) -> str | None:
-    """Give the output ``stream`` the source's display matrix, so that players turn the
-    colorized frames as they turn the source's; a warning naming ``source`` where this PyAV
-    cannot (PyAV 18.1 has ``set_display_matrix``; the ``av>=14`` allowed may not)."""
-    if hasattr(stream, "set_display_matrix"):
-        stream.set_display_matrix(matrix)
-        return None
-    import av
-
-    return (f"{source} is played turned {_rotation(matrix):g} degrees (its display matrix), "
-            f"which PyAV {av.__version__} cannot write: its colorized copy plays without the "
-            "turn. pip install -U av (18.1 or later) keeps it.")
-
-
-def _frame_rate(stream) -> Fraction:
-    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-    return Fraction(rate) if rate else Fraction(25)  # only the encoder's rate control uses it
-
-
-class _Encoder:
-    """H.264 video with the input's time base, fed colorized RGB frames with their times."""
-
-    def __init__(self, output, template, width: int, height: int):
-        self.output, self.rate = output, _frame_rate(template)
-        self.time_base = template.time_base or 1 / self.rate
-        self.stream = output.add_stream("libx264", rate=self.rate)
-        self.stream.width, self.stream.height = width, height
-        # 4:2:0 halves the colour planes, so its sides must be even (see the module docstring).
-        self.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
-        self.stream.pix_fmt = self.pix_fmt
-        context = self.stream.codec_context
-        context.options = {"crf": CRF}
-        context.time_base = self.stream.time_base = self.time_base
-        # Tagged BT.709 and limited range, as converted below: untagged, players guess.
-        context.colorspace = context.color_primaries = context.color_trc = 1  # BT.709
-        context.color_range = 1  # MPEG (limited) range
-        self._last_pts: int | None = None
-
-    def write(self, rgb: np.ndarray, pts: int | None, duration: int | None) -> None:
-        import av
-
-        step = max(1, round(1 / (self.rate * self.time_base)))
-        if pts is None:  # some containers (AVI) leave frames untimed: one frame after the last
-            pts = 0 if self._last_pts is None else self._last_pts + step
-        if self._last_pts is not None and pts <= self._last_pts:
-            pts = self._last_pts + 1  # the encoder refuses timestamps that do not increase
-        self._last_pts = pts
-        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
-            format=self.pix_fmt, dst_colorspace="itu709", dst_color_range="MPEG")
-        frame.pts, frame.time_base = pts, self.time_base
-        if duration:
-            frame.duration = duration  # the last frame's length, and so the duration
-        self.output.mux(self.stream.encode(frame))
-
-    def close(self) -> None:
-        self.output.mux(self.stream.encode(None))
-
-
-def _layout_name(stream) -> str:
-    return f"{stream.codec_context.layout.nb_channels}c"  # "1c": mono, "2c": stereo, ...
-
-
-class _Audio:
-    """Every audio stream of the input, copied packet by packet, or re-encoded to AAC when
-    the output container cannot hold its codec."""
-
-    def __init__(self, output, streams):
-        self.output, self.routes, self.notes, self.copied = output, {}, [], 0
-        for stream in streams:
-            context = stream.codec_context
-            what = (f"{context.name} {context.sample_rate} Hz, "
-                    f"{context.layout.nb_channels} channel(s)")
-            try:
-                self.routes[stream.index] = (output.add_stream_from_template(stream), False)
-                self.notes.append(f"audio copied ({what})")
-                self.copied += 1
-            except ValueError:  # "'mp4' format does not support 'pcm_u8' codec"
-                encoder = output.add_stream(AUDIO_FALLBACK, rate=context.sample_rate,
-                                            layout=_layout_name(stream))
-                self.routes[stream.index] = (encoder, True)
-                self.notes.append(f"audio re-encoded to {AUDIO_FALLBACK} ({what}: the "
-                                  f"{output.format.name} container cannot hold it as it is)")
-
-    def add(self, packet) -> None:
-        target, encode = self.routes[packet.stream.index]
-        if encode:  # flush packets included: they empty the decoder
-            for frame in packet.decode():
-                self.output.mux(target.encode(frame))
-        elif packet.dts is not None:  # the demuxer's empty flush packets have none
-            packet.stream = target
-            self.output.mux(packet)
-
-    def close(self) -> None:
-        for target, encode in self.routes.values():
-            if encode:
-                self.output.mux(target.encode(None))
-
-
-def _written_duration(path: Path) -> float:
-    """Seconds of the first video stream of the finished file, as a player will read it."""
-    import av
-
-    from koala_lib.data.video import ffmpeg_path
-
-    with av.open(ffmpeg_path(path)) as container:
-        stream = container.streams.video[0]
-        if stream.duration is not None and stream.time_base is not None:
-            return float(stream.duration * stream.time_base)
-        return float(container.duration or 0) / 1e6
-
-
-def _ended_early(container, source: Path, read_until: float, rate: Fraction,
-                 frames: int) -> str | None:
-    """A warning naming ``source`` when its packets stopped (at ``read_until`` seconds)
-    before the end its header declares: a file cut short (a copy stopped half-way), whose
-    decodable frames were colorized."""
-    if not container.duration:  # nothing declared (a live recording's WebM)
-        return None
-    start, declared = (container.start_time or 0) / 1e6, container.duration / 1e6
-    # The slack covers a last frame or packet without a duration and Matroska's milliseconds.
-    if read_until >= start + declared - max(0.1, 2 / rate):
-        return None
-    return (f"{source} ends early: only {max(0.0, read_until - start):.2f} s of the "
-            f"{declared:.2f} s its header declares could be read (the file is cut short or "
-            f"damaged); the {frames} frames read were colorized.")
-
-
-@contextmanager
-def _exiting_on_sigterm() -> Iterator[None]:
-    """Within the block SIGTERM raises SystemExit (status 143), as Ctrl-C raises
-    KeyboardInterrupt, so that the ``finally`` clauses remove the partial file; by default
-    SIGTERM ends the process at once and leaves it. Only in the main thread (Python runs
-    handlers there alone) and where no handler of the program's own is installed."""
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
-        yield
-        return
-
-    def exit_cleanly(signum, frame):
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, exit_cleanly)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 # --- the video --------------------------------------------------------------------------------
@@ -446,7 +274,7 @@ class _Frame:
 class _Colorizer:
     """Frames in, colorized frames out to the encoder, a batch at a time, in order."""
 
-    def __init__(self, trained, extractor, encoder: _Encoder, upsample: str,
+    def __init__(self, trained, extractor, encoder: Encoder, upsample: str,
                  smoothing: float, batch_size: int):
         self.trained, self.extractor, self.encoder = trained, extractor, encoder
         self.upsample, self.batch_size = upsample, batch_size
@@ -530,7 +358,7 @@ def colorize_video(trained: TrainedColorizer, extractor, source, target, *,
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
     colorize.check_upsample(upsample)
     _check_paths(source, target)
-    with _exiting_on_sigterm(), _open_source(source) as container:  # its errors first
+    with exiting_on_sigterm(), _open_source(source) as container:  # its errors first
         video = container.streams.video[0]
         video.thread_type = "AUTO"  # decode on every core: the model waits for frames
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -544,7 +372,7 @@ def colorize_video(trained: TrainedColorizer, extractor, source, target, *,
             report = _transcode(container, video, source, partial, trained, extractor,
                                 upsample, smoothing, batch_size, bar)
             report.target = target
-            report.duration = _written_duration(partial)
+            report.duration = written_duration(partial)
             publish_new(partial, target)
         finally:
             partial.unlink(missing_ok=True)
@@ -562,17 +390,15 @@ def _transcode(container, video, source: Path, partial: Path, trained, extractor
     """Decode, colorize and encode into ``partial``; the audio is passed on on the way."""
     import av
 
-    from koala_lib.data.video import ffmpeg_path
-
     context = video.codec_context
-    display_matrix, notes = _display_matrix(source), []
+    matrix, notes = display_matrix(source), []
     read_until = -math.inf  # seconds: the end of the last packet read, of any stream
     try:
         with av.open(ffmpeg_path(partial), "w") as output:
-            encoder = _Encoder(output, video, context.width, context.height)
-            if display_matrix is not None:  # before the first packet writes the header
-                notes.append(_carry_display_matrix(encoder.stream, display_matrix, source))
-            audio = _Audio(output, container.streams.audio)
+            encoder = Encoder(output, video, context.width, context.height)
+            if matrix is not None:  # before the first packet writes the header
+                notes.append(carry_display_matrix(encoder.stream, matrix, source))
+            audio = AudioPassThrough(output, container.streams.audio)
             colorizer = _Colorizer(trained, extractor, encoder, upsample, smoothing,
                                    batch_size)
             # Every stream is read, so that how far the file goes is known (see _ended_early).
@@ -595,12 +421,12 @@ def _transcode(container, video, source: Path, partial: Path, trained, extractor
         raise ValueError(f"cannot colorize {source}: {error}") from error
     finally:
         bar.close()
-    notes.append(_ended_early(container, source, read_until, encoder.rate, colorizer.frames))
+    notes.append(ended_early(container, source, read_until, encoder.rate, colorizer.frames))
     return VideoReport(
         source=source, target=partial, frames=colorizer.frames,
         width=context.width, height=context.height, fps=float(encoder.rate), duration=0.0,
         pixel_format=encoder.pix_fmt, audio=audio.notes, audio_copied=audio.copied,
         smoothing=smoothing, static_threshold=STATIC_THRESHOLD,
         flicker_raw=colorizer.raw.value, flicker_smoothed=colorizer.smoothed.value,
-        rotation=_rotation(display_matrix) if display_matrix else 0.0,
+        rotation=rotation_of(matrix) if matrix else 0.0,
         warnings=[note for note in notes if note])

@@ -215,13 +215,13 @@ def test_a_video_with_rotation_metadata_plays_the_same_way_up(tmp_path, trained,
 
 
 def test_a_pyav_that_cannot_write_the_rotation_says_so_naming_the_file(tmp_path):
-    from koala_lib.colorize_video import _carry_display_matrix
+    from koala_lib.data.video_streams import carry_display_matrix
 
     class OldStream:  # a PyAV before 18.1: no set_display_matrix
         pass
 
     matrix = [0, -65536, 0, 65536, 0, 0, 0, 0, 1 << 30]
-    warning = _carry_display_matrix(OldStream(), matrix, tmp_path / "phone.mp4")
+    warning = carry_display_matrix(OldStream(), matrix, tmp_path / "phone.mp4")
     assert re.search(r"phone\.mp4 is played turned 90 degrees.*plays without the turn", warning)
 
 
