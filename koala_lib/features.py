@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -247,9 +246,7 @@ def torchvision_mobilenet_v2(weights_file=None) -> keras.Model:
     model = _torchvision_layout_mobilenet_v2()
     _load_torchvision_weights(model, state)
     if weights_file is None:  # under a temporary name first: a crash leaves no half file
-        partial = converted.with_name(f"{os.getpid()}.part.weights.h5")
-        model.save_weights(partial)
-        os.replace(partial, converted)
+        files.write_replacing(converted, model.save_weights)
     return model
 
 

@@ -34,11 +34,18 @@ Writer = Callable[[Path], None]  # writes the whole content to the path it is gi
 
 
 def _temporary_beside(path: Path, suffix: str) -> Path:
-    """A new, hidden, unique file in ``path``'s folder (created empty)."""
+    """A new, hidden, unique file in ``path``'s folder (created empty), ending in ``suffix``
+    (all of the name's: Keras wants ``.weights.h5``, NumPy ``.npy``)."""
     handle, name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=f".partial{suffix}",
                                     dir=path.parent)
     os.close(handle)
     return Path(name)
+
+
+def is_temporary(name: str) -> bool:
+    """Whether ``name`` is one of this module's temporary files (a write cut short may
+    leave one behind; it is never a user's file)."""
+    return name.startswith(".") and ".partial" in name
 
 
 def _write(partial: Path, content: bytes | str | Writer) -> None:
@@ -67,7 +74,7 @@ def write_replacing(path, content: bytes | str | Writer) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     existed = path.exists()
-    partial = _temporary_beside(path, path.suffix)
+    partial = _temporary_beside(path, "".join(path.suffixes))
     try:
         _write(partial, content)
         os.replace(partial, path)
@@ -88,7 +95,7 @@ def write_replacing_all(contents: dict) -> None:
         for path, content in contents.items():
             path = Path(path)
             path.parent.mkdir(parents=True, exist_ok=True)
-            written[path] = partial = _temporary_beside(path, path.suffix)
+            written[path] = partial = _temporary_beside(path, "".join(path.suffixes))
             try:
                 _write(partial, content)
             except OSError as error:
@@ -130,7 +137,7 @@ def write_new(target, content: bytes | str | Writer) -> Path:
     """Write ``target``, which must not exist (then or by the time it is finished)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = _temporary_beside(target, target.suffix)
+    partial = _temporary_beside(target, "".join(target.suffixes))
     try:
         _write(partial, content)
         publish_new(partial, target)

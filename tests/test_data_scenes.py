@@ -16,13 +16,17 @@ from test_data_lfw import TinyExtractor
 
 from koala_lib.data import load_portraits
 from koala_lib.data.scenes import (
-    COLUMNS,
     SKIMAGE_SAMPLES,
     TF_FLOWERS_LICENCE,
     NoScenesError,
     scene_dir,
 )
-from koala_lib.data.sources import NoPortraitsError, list_images, read_manifest
+from koala_lib.data.sources import (
+    WRITTEN_COLUMNS,
+    NoPortraitsError,
+    list_images,
+    read_manifest,
+)
 
 
 @pytest.fixture
@@ -48,7 +52,7 @@ def test_the_skimage_folder_is_built_offline_in_the_portrait_folders_format(cach
 
     assert folder == cache / "scenes" / "skimage"
     with (folder / "manifest.csv").open(encoding="utf-8", newline="") as handle:
-        assert tuple(next(csv.reader(handle))) == COLUMNS
+        assert tuple(next(csv.reader(handle))) == WRITTEN_COLUMNS
     rows = read_manifest(folder)
     assert len(rows) > 8 * 10  # most of the 8 samples' 16 crops have colour to learn
     for row in rows:

@@ -15,12 +15,12 @@ Files saved before the checksums existed are checked for type, shape and finite 
 from __future__ import annotations
 
 import hashlib
-import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from koala_lib import files
 from koala_lib.environment import embeddings_dir
 from koala_lib.files import file_sha256
 
@@ -68,21 +68,22 @@ def load_checked(path: Path, count: int, dim: int | None = None) -> np.ndarray:
 
 
 def _write_checksum(path: Path, digest: str) -> None:
-    partial_sum = path.with_name(f"{path.stem}.{os.getpid()}.part.sha256")
-    partial_sum.write_text(f"{digest}\n")
-    partial_sum.replace(checksum_path(path))
+    files.write_replacing(checksum_path(path), f"{digest}\n")
 
 
 def save_checked(path: Path, values: np.ndarray) -> None:
-    """Save ``values`` at ``path``, then its sha256 next to it, each atomically: a crash
-    never leaves half a file under the real name, nor a checksum vouching for another."""
+    """Save ``values`` at ``path``, then its sha256 next to it, each whole or not at all: a
+    crash never leaves half a file under the real name, nor a checksum vouching for another."""
     checksum = checksum_path(path)
     checksum.unlink(missing_ok=True)
-    partial = path.with_name(f"{path.stem}.{os.getpid()}.part.npy")
-    np.save(partial, values)
-    digest = file_sha256(partial)
-    partial.replace(path)
-    _write_checksum(path, digest)
+    digests = []
+
+    def save(partial: Path) -> None:  # the digest of exactly the bytes that take the name
+        np.save(partial, values)
+        digests.append(file_sha256(partial))
+
+    files.write_replacing(path, save)
+    _write_checksum(path, digests[0])
 
 
 class EmbeddingCache:
@@ -117,7 +118,8 @@ class EmbeddingCache:
 
     def clear(self) -> int:
         """Delete every cached embedding (and its checksum); returns how many."""
-        files = list(self.folder.glob("*.npy"))
-        for file in [*files, *self.folder.glob("*.npy.sha256")]:
-            file.unlink(missing_ok=True)
-        return len(files)
+        stored = [path for path in self.folder.glob("*.npy")
+                  if not files.is_temporary(path.name)]
+        for path in [*self.folder.glob("*.npy"), *self.folder.glob("*.npy.sha256")]:
+            path.unlink(missing_ok=True)
+        return len(stored)

@@ -45,7 +45,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import http.client
-import io
 import threading
 import time
 import urllib.error
@@ -58,6 +57,7 @@ from importlib import resources
 from pathlib import Path
 
 from koala_lib import environment
+from koala_lib.data.sources import WRITTEN_COLUMNS, manifest_text, write_manifest
 from koala_lib.files import write_replacing
 
 # The branch (or a commit: that pins every file) of unitedstates/images the US Congress
@@ -283,14 +283,12 @@ def download_portraits(dest, sources=tuple(SOURCES), limit: int | None = None,
               "(source_deadline)")
 
     present = [entry for entry in entries if (dest / entry.relative).is_file()]
-    text = io.StringIO()
-    writer = csv.writer(text)
-    writer.writerow(["path", "source", "person_id", "mode", "license", "attribution"])
-    for entry in present:
-        _, licence, attribution, mode = SOURCES[entry.source]
-        writer.writerow([entry.relative, entry.source, entry.person_id, mode, licence,
-                         attribution])
-    write_replacing(dest / "manifest.csv", text.getvalue())
+    rows = [{"path": entry.relative, "source": entry.source, "person_id": entry.person_id,
+             "mode": SOURCES[entry.source][3], "license": SOURCES[entry.source][1],
+             "attribution": SOURCES[entry.source][2]} for entry in present]
+    # The download's files are all 225x275 or 120x160: no width and height columns.
+    write_manifest(dest, manifest_text(rows, [name for name in WRITTEN_COLUMNS
+                                               if name not in ("width", "height")]))
     for source in dict.fromkeys(entry.source for entry in entries):
         report.delivered[source] = (sum(entry.source == source for entry in present),
                                     sum(entry.source == source for entry in entries))

@@ -25,7 +25,6 @@ research. The manifest says so; do not publish them.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -33,8 +32,15 @@ import urllib.error
 from numbers import Integral
 from pathlib import Path
 
-from koala_lib import environment
-from koala_lib.data.sources import ROOTS_FILE, NoPortraitsError, read_manifest, roots
+from koala_lib import environment, files
+from koala_lib.data.sources import (
+    ROOTS_FILE,
+    NoPortraitsError,
+    manifest_text,
+    read_manifest,
+    roots,
+    write_manifest,
+)
 
 PAIRS_FILES = ("pairsDevTrain.txt", "pairsDevTest.txt", "pairs.txt")  # scikit-learn checks
 FUNNELED = "lfw_funneled"
@@ -45,7 +51,6 @@ SOURCE = "LFW (funneled), via scikit-learn"
 LICENCE = "unknown: news photographs collected by LFW (research use)"
 ATTRIBUTION = ("Labeled Faces in the Wild, G. B. Huang, M. Ramesh, T. Berg, E. Learned-Miller "
                "(UMass Amherst, 2007); funneled by G. B. Huang, V. Jain, E. Learned-Miller")
-COLUMNS = ("path", "source", "person_id", "width", "height", "mode", "license", "attribution")
 
 
 class NoLFWError(NoPortraitsError):
@@ -135,20 +140,16 @@ def _write_folder(folder: Path, photos: Path, persons: dict[str, list[str]],
     elif old_link.exists():
         raise FileExistsError(f"{old_link} is not koala's: delete it, and call "
                               "lfw_portraits() again.")
-    partial = folder / (ROOTS_FILE + ".part")
-    partial.write_text(json.dumps({TOP: str(photos)}), encoding="utf-8")
-    partial.replace(folder / ROOTS_FILE)
-    files = [(person, name) for person, names in persons.items() for name in names]
-    partial = folder / "manifest.csv.part"
-    with partial.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(COLUMNS)
-        for person, name in tqdm(files, desc="listing LFW", unit="img", disable=not progress):
-            with Image.open(photos / person / name) as image:  # reads the header only
-                (width, height), mode = image.size, image.mode
-            writer.writerow([f"{TOP}/{person}/{name}", SOURCE, f"lfw:{person}", width,
-                             height, mode, LICENCE, ATTRIBUTION])
-    partial.replace(folder / "manifest.csv")
+    files.write_replacing(folder / ROOTS_FILE, json.dumps({TOP: str(photos)}))
+    rows = []
+    listed = [(person, name) for person, names in persons.items() for name in names]
+    for person, name in tqdm(listed, desc="listing LFW", unit="img", disable=not progress):
+        with Image.open(photos / person / name) as image:  # reads the header only
+            (width, height), mode = image.size, image.mode
+        rows.append({"path": f"{TOP}/{person}/{name}", "source": SOURCE,
+                     "person_id": f"lfw:{person}", "width": width, "height": height,
+                     "mode": mode, "license": LICENCE, "attribution": ATTRIBUTION})
+    write_manifest(folder, manifest_text(rows))
 
 
 def _reusable(folder: Path, photos: Path, persons: dict[str, list[str]] | None) -> bool:

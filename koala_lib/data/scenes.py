@@ -3,7 +3,7 @@
 A colorizer trained on portraits learns skin, hair and suits. To see how it does on
 anything else, or to train on something else, :func:`scene_dir` makes a folder in the
 portrait folders' format (the images and a ``manifest.csv`` with koala's columns, see
-:data:`COLUMNS`), so that the unchanged pipeline reads it::
+:data:`koala_lib.data.sources.WRITTEN_COLUMNS`), so that the unchanged pipeline reads it::
 
     folder = scene_dir("skimage")            # offline: scikit-image's colour samples
     data = load_portraits(extractor, folder, image_size=64)
@@ -55,12 +55,17 @@ from pathlib import Path
 
 import numpy as np
 
-from koala_lib import environment
+from koala_lib import environment, files
 from koala_lib.data.cleaning import GRAY_SPREAD, MIN_SIDE, TONED_SPREAD, ab_spread, one_hue_spread
-from koala_lib.data.sources import NoPortraitsError, read_manifest
+from koala_lib.data.sources import (
+    WRITTEN_COLUMNS,
+    NoPortraitsError,
+    manifest_text,
+    read_manifest,
+    write_manifest,
+)
 
 SOURCES = ("skimage", "tf_flowers")
-COLUMNS = ("path", "source", "person_id", "width", "height", "mode", "license", "attribution")
 TILE = 128  # crop side, in pixels
 GRID = 4  # crops per side: GRID * GRID crops of each sample
 SEE_DOCS = "see skimage.data documentation"
@@ -126,7 +131,7 @@ def _ours(manifest: Path, source: str) -> bool:
         rows = read_manifest(manifest.parent)
     except (ValueError, UnicodeDecodeError):
         return False
-    return tuple(header) == COLUMNS and all(row["path"].startswith(f"{source}/")
+    return tuple(header) == WRITTEN_COLUMNS and all(row["path"].startswith(f"{source}/")
                                             for row in rows)
 
 
@@ -142,7 +147,7 @@ def _foreign(target: Path, source: str) -> list[str]:
         elif entry.name == "manifest.csv":
             if not entry.is_file() or not _ours(entry, source):
                 found.append(entry.name)
-        elif entry.name == "manifest.csv.part":
+        elif files.is_temporary(entry.name):  # a write cut short
             if not entry.is_file():
                 found.append(entry.name)
         elif entry.name != source or not entry.is_dir():
@@ -157,11 +162,7 @@ def _foreign(target: Path, source: str) -> list[str]:
 
 
 def _manifest_text(rows) -> str:
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    writer.writerows(rows)
-    return text.getvalue()
+    return manifest_text([dict(zip(WRITTEN_COLUMNS, row, strict=True)) for row in rows])
 
 
 def _unchanged(target: Path, source: str, files: dict[str, bytes], manifest: str) -> bool:
@@ -186,9 +187,7 @@ def _finish(target: Path, source: str, listed, manifest: str) -> None:
     """Remove this module's own files that ``listed`` no longer names; then the manifest."""
     for stale in _stale(target, source, set(listed)):
         stale.unlink()
-    partial = target / "manifest.csv.part"
-    partial.write_bytes(manifest.encode())
-    partial.replace(target / "manifest.csv")
+    write_manifest(target, manifest)
 
 
 def _stale(target: Path, source: str, files) -> list[Path]:

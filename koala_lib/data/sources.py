@@ -41,10 +41,13 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 
-from koala_lib import environment
+from koala_lib import environment, files
 from koala_lib.data.images import is_image_file, read_rgb
 
 MANIFEST_COLUMNS = ("path",)  # required; "person_id", "license" and "mode" are optional
+# What the manifests koala writes hold (the download, LFW, other images), in this order.
+WRITTEN_COLUMNS = ("path", "source", "person_id", "width", "height", "mode", "license",
+                   "attribution")
 DELIMITERS = (",", ";", "\t")
 MISSING_SHOWN = 3  # missing files named in the notice
 ROOTS_FILE = "roots.json"
@@ -92,7 +95,7 @@ def portrait_dir(download: bool = False, progress: bool = True) -> Path | None:
     folder = environment.data_dir() or downloaded_dir()
     if folder is not None or not download:
         return folder
-    from koala_lib.data.download import download_portraits
+    from koala_lib.data.download import download_portraits  # it imports this module
 
     target = environment.cache_dir("portraits")
     drive = environment.drive_dir()
@@ -122,13 +125,14 @@ PORTRAITS_ARCHIVE = "portraits.tar"
 
 def _pack_images(folder: Path, archive: Path) -> None:
     """``folder``'s images (no manifest: the download writes it) as one tar, written
-    beside and renamed (a runtime cut off leaves no half archive under the name)."""
-    partial = archive.with_name(archive.name + ".part")
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(partial, "w") as tar:
-        for path in sorted(folder.rglob("*.jpg")):
-            tar.add(path, path.relative_to(folder).as_posix())
-    partial.replace(archive)
+    whole under a temporary name (a runtime cut off leaves no half archive under its name)."""
+
+    def pack(partial: Path) -> None:
+        with tarfile.open(partial, "w") as tar:
+            for path in sorted(folder.rglob("*.jpg")):
+                tar.add(path, path.relative_to(folder).as_posix())
+
+    files.write_replacing(archive, pack)
 
 
 def _unpack_images(archive: Path, folder: Path) -> None:
@@ -333,11 +337,19 @@ def sample_portraits(count: int, seed: int = 0, verbose: bool = True) -> list[Po
     return portraits
 
 
-def _write_replacing(path: Path, content: bytes) -> None:
-    """``path`` holds ``content`` whole or keeps what it held: written beside, then renamed."""
-    partial = path.with_name(path.name + ".part")
-    partial.write_bytes(content)
-    partial.replace(path)
+def manifest_text(rows, columns=WRITTEN_COLUMNS) -> str:
+    """The text of a ``manifest.csv`` holding ``rows`` (dicts; a missing column is empty):
+    the one place the format koala writes is made (read back by :func:`read_manifest`)."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([row.get(name, "") for name in columns] for row in rows)
+    return text.getvalue()
+
+
+def write_manifest(folder, text: str) -> Path:
+    """``folder/manifest.csv`` holds ``text`` whole, or keeps what it held."""
+    return files.write_replacing(Path(folder) / "manifest.csv", text)
 
 
 def mixed_portrait_dir(folders, target) -> Path:
@@ -392,25 +404,23 @@ def mixed_portrait_dir(folders, target) -> Path:
             places[top] = folder_roots.get(top, real / top)
             columns += [name for name in row if name not in columns]
             rows.append(row)
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(columns)
-    writer.writerows([row.get(name, "") for name in columns] for row in rows)
+    text = manifest_text(rows, columns)
     manifest, roots_file = target / "manifest.csv", target / ROOTS_FILE
     roots_text = json.dumps({name: str(place) for name, place in places.items()}, indent=1)
     if target.exists():
         if not target.is_dir():
             raise ValueError(f"{target} is a file, not a folder: choose another target.")
         # Links are what earlier versions made here: they go, never what they point at.
-        ours = {"manifest.csv", "manifest.csv.part", ROOTS_FILE, ROOTS_FILE + ".part"}
+        ours = {"manifest.csv", ROOTS_FILE}
         theirs = sorted(entry.name for entry in target.iterdir()
-                        if not entry.is_symlink() and entry.name not in ours)
+                        if not entry.is_symlink() and entry.name not in ours
+                        and not files.is_temporary(entry.name))
         if theirs:
             raise ValueError(f"{target} holds {', '.join(theirs[:MISSING_SHOWN])}, which "
                              "mixed_portrait_dir did not make: choose a new or empty folder "
                              "as the target (it is never emptied).")
         if manifest.is_file() and roots_file.is_file() \
-                and manifest.read_bytes() == text.getvalue().encode() \
+                and manifest.read_bytes() == text.encode() \
                 and roots_file.read_text(encoding="utf-8") == roots_text \
                 and not any(entry.is_symlink() for entry in target.iterdir()):
             return target
@@ -419,6 +429,6 @@ def mixed_portrait_dir(folders, target) -> Path:
     for entry in target.iterdir():
         if entry.is_symlink():
             entry.unlink()
-    _write_replacing(roots_file, roots_text.encode())
-    _write_replacing(manifest, text.getvalue().encode())
+    files.write_replacing(roots_file, roots_text)
+    write_manifest(target, text)
     return target
