@@ -27,7 +27,6 @@ from __future__ import annotations
 import ast
 import csv
 import json
-import math
 import platform
 import shutil
 import warnings
@@ -36,9 +35,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from koala_lib import budget, environment
+from koala_lib import budget, environment, files
 
 PROFILES = ("ci", "ci_gpu", "cpu", "gpu", "gpu_check")
 MODEL_PREFERENCE = ("gpu", "cpu", "ci")  # the default model: the best-trained one found
@@ -418,28 +415,13 @@ def photo_upload(on_photo, method: str = "auto"):
 # --- recorded results ----------------------------------------------------------------------
 
 
-def _plain(value: Any) -> Any:
-    """numpy scalars/arrays -> JSON-friendly Python values; NaN/inf -> None."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def record_results(name: str, **values: Any) -> Path:
     """Merge ``values`` into ``<build>/results/<name>.json`` and return its path."""
     path = environment.build_dir() / "results" / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     data = json.loads(path.read_text()) if path.exists() else {}
-    data.update(_plain(values))
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    data.update(files.json_ready(values))
+    files.write_replacing(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path
 
 

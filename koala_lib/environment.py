@@ -31,6 +31,7 @@ The variables are read at each call (cheap), so a notebook or test that sets one
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import sys
 import warnings
@@ -268,3 +269,28 @@ def prepare_tensorboard() -> str | None:
         if program:
             os.environ["TENSORBOARD_BINARY"] = program
     return program
+
+
+def importing_main_in_a_worker() -> bool:
+    """True while a "spawn" worker re-imports the parent's main script, before it runs its
+    task. ``parent_process()`` is still None then (it is set after that import); what marks
+    the phase is ``_inheriting`` (multiprocessing's own check) or the worker's command line
+    flag ``--multiprocessing-fork`` (a worker that has started has a parent process)."""
+    process = multiprocessing.current_process()
+    return bool(getattr(process, "_inheriting", False)) or (
+        "--multiprocessing-fork" in sys.argv and multiprocessing.parent_process() is None)
+
+
+def stop_a_worker_importing_main() -> None:
+    """Called first by :func:`~koala_lib.data.prepare.prepare`,
+    :func:`~koala_lib.data.cleaning.clean` and
+    :func:`~koala_lib.data.portraits.load_portraits`: a worker of ``prepare`` that
+    re-imports a script without ``if __name__ == "__main__":`` must not redo the cleaning
+    and the whole preparation (nor run the rest of the script). It exits quietly; the parent
+    sees its pool broken and goes on in one process, with the warning that explains.
+
+    Only this module's workers stop (their environment marks them, see
+    :func:`marked_workers`): another
+    library's "spawn" worker re-importing the same script goes through as it always did."""
+    if marked_worker() and importing_main_in_a_worker():
+        raise SystemExit(1)

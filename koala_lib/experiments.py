@@ -127,7 +127,7 @@ TABLE_COLUMNS = ("run", "batch as run", "updates", "train loss", "held-out loss"
 HOLDS, PARTLY, DOES_NOT_HOLD, OTHER_FORM = ("holds", "partly holds", "does not hold",
                                           "tested in another form")
 UNTESTED = "untested"
-SIGNIFICANCE = 0.05  # paired t-test level for "no significant difference"
+SIGNIFICANCE = 0.05  # the p-value below which a paired t-test counts a difference
 EPOCH_GAIN = 0.05  # a held-out loss lower by 5% or more is a gain worth the name
 
 

@@ -55,7 +55,7 @@ from skimage.color import xyz_tristimulus_values
 from skimage.color.colorconv import rgb_from_xyz
 from skimage.transform import resize
 
-from koala_lib import color, files
+from koala_lib import color, environment, files
 from koala_lib.environment import cache_dir
 from koala_lib.files import file_sha256
 
@@ -386,11 +386,10 @@ def load_extractor(name: str = "mobilenet_v2", weights="auto",
                    verbose: bool = True) -> FeatureExtractor:
     """Build an extractor; ``weights="auto"``: torchvision's for MobileNetV2 (offline),
     Keras' ImageNet weights for Inception-ResNet-v2 (downloaded once)."""
-    from koala_lib.data.prepare import stop_a_worker_importing_main
 
     # A script without a main guard, re-imported by prepare's workers: they stop here, not
     # after building a classifier each (about 0.5 GB apiece).
-    stop_a_worker_importing_main()
+    environment.stop_a_worker_importing_main()
     if weights == "auto":
         weights = "torchvision" if name == "mobilenet_v2" else "imagenet"
     try:

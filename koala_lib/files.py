@@ -13,6 +13,7 @@
   ``limit`` bytes: ``/dev/zero``, a FIFO or a huge file is refused instead of read to the end.
 * :func:`file_sha256` -- a file's checksum, read in blocks.
 * :func:`folder_lock` -- one process at a time in a folder (a training run's).
+* :func:`json_ready` -- NumPy values and paths as JSON holds them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import contextlib
 import errno
 import hashlib
 import json
+import math
 import os
 import socket
 import stat
@@ -29,6 +31,8 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 Writer = Callable[[Path], None]  # writes the whole content to the path it is given
 
@@ -262,3 +266,22 @@ def _is_stale(path: Path, holder: dict) -> bool:
         except PermissionError:  # it exists, as another user's
             return False
     return False
+
+
+def json_ready(value):
+    """``value`` as JSON can hold it: NumPy scalars and arrays as Python numbers and lists,
+    NaN and infinities as None (JSON has neither), tuples as lists, anything else (a path)
+    as its text."""
+    if isinstance(value, dict):
+        return {str(key): json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return json_ready(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)

@@ -28,6 +28,7 @@ import numpy as np
 
 from koala_lib.data.portraits import PortraitData
 from koala_lib.evaluate import PredictedAB, measure
+from koala_lib.experiments import SIGNIFICANCE
 from koala_lib.train import SubsetLoss, TrainConfig, train
 
 TRAIN_SUBSET = 32  # training images whose loss is measured each epoch, as val_loss is
@@ -169,7 +170,6 @@ def fixed_row(setting: str, scores: dict, values: dict) -> dict:
     return row
 
 
-SIGNIFICANCE = 0.05  # the p-value below which a difference counts
 
 
 def difference_verdict(rows: list[dict], column: str, lower_is_better: bool = True,

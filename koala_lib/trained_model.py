@@ -29,7 +29,6 @@ from types import MappingProxyType
 from typing import Any
 
 import keras
-import numpy as np
 
 from koala_lib import files
 from koala_lib.data.images import MAX_IMAGE_SIZE
@@ -188,19 +187,11 @@ def save_trained(model: keras.Model, path, extractor, image_size: int, **trainin
              "embedding_dim": int(model.inputs[1].shape[-1]),
              "extractor": {key: extractor[key] for key in ("name", "weights", "fingerprint")},
              "keras": keras.__version__, "backend": keras.backend.backend(), **training}
-    text = json.dumps(value, indent=1, default=_plain)
+    text = json.dumps(files.json_ready(value), indent=1)
     Description.from_json(json.loads(text), path.with_suffix(".json"))  # what loading reads
     # Both written whole before either is renamed: a full disk keeps the earlier pair.
     files.write_replacing_all({path: any_size.save, path.with_suffix(".json"): text})
     return path
-
-
-def _plain(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 def _read_description(path: Path) -> Description:

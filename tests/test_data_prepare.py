@@ -134,7 +134,7 @@ def test_only_prepares_own_workers_stop_while_importing_the_main_script(
     # process: it cannot start workers of its own); a worker of prepare() stops.
     monkeypatch.setenv("KOALA_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(sys, "argv", [*sys.argv, "--multiprocessing-fork"])
-    assert prepare.importing_main_in_a_worker()
+    assert environment.importing_main_in_a_worker()
     paths = photo_pngs(tmp_path / "images", 3)
     monkeypatch.setattr(prepare, "MIN_PARALLEL_IMAGES", 1)
     assert len(prepare.prepare(paths, 8, workers=2, progress=False)) == 3

@@ -30,9 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from koala_lib import color
+from koala_lib import color, environment
 from koala_lib.data.images import is_image_file, read_rgb
-from koala_lib.data.prepare import stop_a_worker_importing_main
 from koala_lib.files import file_sha256
 
 REASONS = ("not an image", "unreadable", "too small", "grayscale", "toned black and white",
@@ -137,7 +136,7 @@ def clean(source, min_side: int = MIN_SIDE, gray_spread: float = GRAY_SPREAD,
     """Sort the image files of a folder (or a list of files) into kept and skipped."""
     from tqdm.auto import tqdm
 
-    stop_a_worker_importing_main()  # an unguarded script, re-imported by prepare's workers
+    environment.stop_a_worker_importing_main()  # an unguarded script, re-imported by workers
     report = CleaningReport()
     seen: dict[str, Path] = {}
     files = list_files(source)

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from koala_lib import environment
 from koala_lib.data.cache import EmbeddingCache
 from koala_lib.data.cleaning import clean
-from koala_lib.data.prepare import PreparedSet, prepare, stop_a_worker_importing_main
+from koala_lib.data.prepare import PreparedSet, prepare
 from koala_lib.data.sources import image_file, list_images, portrait_dir
 from koala_lib.data.split import person_ids, plural, split_by_person
 
@@ -122,7 +123,7 @@ def load_portraits(extractor, folder=None, image_size: int = 224, images: int | 
     public portraits when nothing is local); ``images`` takes a seeded random sample of the
     colour files first (None: all of them).
     """
-    stop_a_worker_importing_main()  # a script without a main guard, re-imported: see prepare
+    environment.stop_a_worker_importing_main()  # an unguarded script, re-imported by workers
     folder = Path(folder) if folder else portrait_dir(download=True, progress=progress)
     if not folder.is_dir():
         raise FileNotFoundError(f"portrait folder {folder} does not exist.")

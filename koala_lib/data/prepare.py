@@ -39,7 +39,6 @@ import multiprocessing
 import os
 import shutil
 import socket
-import sys
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -179,30 +178,6 @@ def cache_key(paths, size: int, names=None) -> str:
 # --- spawn workers and unguarded scripts ---------------------------------------------------
 
 
-def importing_main_in_a_worker() -> bool:
-    """True while a "spawn" worker re-imports the parent's main script, before it runs its
-    task. ``parent_process()`` is still None then (it is set after that import); what marks
-    the phase is ``_inheriting`` (multiprocessing's own check) or the worker's command line
-    flag ``--multiprocessing-fork`` (a worker that has started has a parent process)."""
-    process = multiprocessing.current_process()
-    return bool(getattr(process, "_inheriting", False)) or (
-        "--multiprocessing-fork" in sys.argv and multiprocessing.parent_process() is None)
-
-
-def stop_a_worker_importing_main() -> None:
-    """Called first by :func:`prepare`, :func:`~koala_lib.data.cleaning.clean` and
-    :func:`~koala_lib.data.portraits.load_portraits`: a worker of :func:`prepare` that
-    re-imports a script without ``if __name__ == "__main__":`` must not redo the cleaning
-    and the whole preparation (nor run the rest of the script). It exits quietly; the parent
-    sees its pool broken and goes on in one process, with the warning that explains.
-
-    Only this module's workers stop (their environment marks them, see
-    :func:`koala_lib.environment.marked_workers`): another
-    library's "spawn" worker re-importing the same script goes through as it always did."""
-    if environment.marked_worker() and importing_main_in_a_worker():
-        raise SystemExit(1)
-
-
 def _prepare_in_pool(jobs, packed_l, packed_ab, workers: int, bar) -> int:
     """Fill the arrays from ``workers`` "spawn" processes (safe even when the parent has
     started TensorFlow's threads). Returns how many images were done: all of them, unless
@@ -243,7 +218,7 @@ def _prepare_all(jobs, packed_l, packed_ab, workers: int, bar) -> None:
 
 def _worker_count(workers: int | None, count: int) -> int:
     if (count < MIN_PARALLEL_IMAGES or _pool_failed or multiprocessing.parent_process()
-            or importing_main_in_a_worker()):
+            or environment.importing_main_in_a_worker()):
         return 1  # few images; workers that could not run; or inside a worker: never nest
     return workers or os.cpu_count() or 1
 
@@ -355,7 +330,7 @@ def prepare(paths, size: int = 224, root=None, workers: int | None = None,
     processes decode in parallel (default: one per CPU). ``root`` only shortens the names.
     ``folder`` (instead of the cache) is a folder of your own, reused for the same files.
     """
-    stop_a_worker_importing_main()
+    environment.stop_a_worker_importing_main()
     paths = [Path(path) for path in paths]
     if not paths:
         raise ValueError("no images to prepare: the list is empty.")
