@@ -47,7 +47,6 @@ MAX_ASPECT = 4  # the longer side is at most this many times the model's size
 # Full-resolution pixels converted at a time: the float64 temporaries of colour conversion
 # (about 100 bytes a pixel) stay near 100 MB whatever the photo's size.
 STRIP_PIXELS = 1 << 20
-SUFFIX = "_colorized.png"
 UPSAMPLING = ("guided", "bilinear")  # the first is the default
 # "guided" (see upsample_ab): the guided filter's window radius is GUIDED_RADIUS_PER_FACTOR
 # times the upsampling factor (full size / model size, the larger of the two axes'), at least
@@ -399,11 +398,7 @@ def _inputs(sources, out_dir: Path) -> tuple[list[tuple[Path, Path]], list[tuple
 
 def _free_name(out_dir: Path, relative: Path) -> Path:
     """A path under ``out_dir`` for ``relative``'s output that does not exist yet."""
-    target = out_dir / relative.parent / f"{relative.stem}{SUFFIX}"
-    number = 1
-    while target.exists():
-        target = out_dir / relative.parent / f"{relative.stem}_colorized-{number}.png"
-        number += 1
+    target = files.free_name(out_dir / relative.parent, relative.stem, ".png")
     if not target.resolve().is_relative_to(out_dir):
         raise ValueError(f"refusing to write {target} outside {out_dir}.")
     return target

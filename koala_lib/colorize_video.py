@@ -53,7 +53,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from koala_lib.data.video import ffmpeg_path, open_video
+from koala_lib import files
+from koala_lib.data.video import ffmpeg_path, open_video, video_duration
 from koala_lib.data.video_streams import (
     AudioPassThrough,
     Encoder,
@@ -62,7 +63,6 @@ from koala_lib.data.video_streams import (
     ended_early,
     exiting_on_sigterm,
     rotation_of,
-    written_duration,
 )
 
 if TYPE_CHECKING:
@@ -74,7 +74,6 @@ if TYPE_CHECKING:
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 STATIC_THRESHOLD = 2.0  # L units: a pixel whose L changes less than this is static
 SMOOTHING = 0.6  # the EMA's weight of the past on static pixels (see the module docstring)
-SUFFIX = "_colorized.mp4"
 
 __all__ = [
     "SMOOTHING",
@@ -202,12 +201,7 @@ def is_video_file(path) -> bool:
 
 def free_video_name(out_dir, source) -> Path:
     """``out_dir/<source stem>_colorized.mp4``, or ``-1``, ``-2``... while the name is taken."""
-    out_dir, stem = Path(out_dir), Path(source).stem
-    target, number = out_dir / f"{stem}{SUFFIX}", 1
-    while target.exists():
-        target = out_dir / f"{stem}_colorized-{number}.mp4"
-        number += 1
-    return target
+    return files.free_name(out_dir, Path(source).stem, ".mp4")
 
 
 # --- the report ------------------------------------------------------------------------------
@@ -316,10 +310,8 @@ class _Colorizer:
 
 
 def _check_paths(source: Path, target: Path) -> None:
-    from koala_lib.files import exists_message
-
     if target.exists():
-        raise FileExistsError(exists_message(target))
+        raise FileExistsError(files.exists_message(target))
     if not source.is_file():
         raise FileNotFoundError(f"no video file at {source}")
     if target.parent.exists() and not target.parent.is_dir():
@@ -350,7 +342,6 @@ def colorize_video(trained: TrainedColorizer, extractor, source, target, *,
     from tqdm.auto import tqdm
 
     from koala_lib import colorize
-    from koala_lib.files import publish_new
 
     source, target = Path(source), Path(target)
     check_smoothing(smoothing)  # every check before the first frame is decoded
@@ -372,8 +363,8 @@ def colorize_video(trained: TrainedColorizer, extractor, source, target, *,
             report = _transcode(container, video, source, partial, trained, extractor,
                                 upsample, smoothing, batch_size, bar)
             report.target = target
-            report.duration = written_duration(partial)
-            publish_new(partial, target)
+            report.duration = video_duration(partial)
+            files.publish_new(partial, target)
         finally:
             partial.unlink(missing_ok=True)
     for warning in report.warnings:

@@ -37,6 +37,11 @@ from typing import Any
 
 from koala_lib import budget, environment, files
 
+# Keras (through train, features, evaluate, trained_model) is imported inside the functions
+# that need it, not here: the first cell calls check_environment(), which must be able to say
+# that Keras 3 is missing before anything imports Keras. google.colab and ipywidgets are
+# imported where they are used: they exist on Colab and in JupyterLab only.
+
 PROFILES = ("ci", "ci_gpu", "cpu", "gpu", "gpu_check")
 MODEL_PREFERENCE = ("gpu", "cpu", "ci")  # the default model: the best-trained one found
 

@@ -28,13 +28,7 @@ import numpy as np
 
 from koala_lib import color, metrics
 from koala_lib.data.cleaning import clean
-from koala_lib.data.portraits import (
-    PortraitData,
-    embed_prepared,
-    extractor_description,
-    top_folders,
-)
-from koala_lib.data.prepare import prepare
+from koala_lib.data.portraits import PortraitData, prepared_data
 from koala_lib.model import predict_scaled_ab
 from koala_lib.trainer import colorizer_of
 
@@ -297,11 +291,8 @@ def load_folder(folder, extractor, image_size: int, progress: bool = True
     if not report.kept:
         raise ValueError(f"no colour images in {folder} to evaluate on: a colorizer is "
                          f"measured against the true colours.\n{report.table()}")
-    prepared = prepare(report.kept, image_size, root=folder, progress=progress)
-    data = PortraitData(folder, prepared, embed_prepared(prepared, extractor, progress),
-                        {"all": np.arange(len(prepared))}, top_folders(prepared.names),
-                        extractor_description(extractor))
-    return data, report.skipped
+    return (prepared_data(folder, report.kept, {"all": report.kept}, image_size, extractor,
+                          progress), report.skipped)
 
 
 def evaluate_folder(folder, trained, extractor, image_size: int | None = None,

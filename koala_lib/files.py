@@ -11,6 +11,7 @@
   mount), the name is reserved with an exclusive create before the rename.
 * :func:`read_small` -- an existing file read only when it is a regular file of at most
   ``limit`` bytes: ``/dev/zero``, a FIFO or a huge file is refused instead of read to the end.
+* :func:`free_name` -- the next output name not taken (``photo_colorized-1.png``).
 * :func:`file_sha256` -- a file's checksum, read in blocks.
 * :func:`folder_lock` -- one process at a time in a folder (a training run's).
 * :func:`json_ready` -- NumPy values and paths as JSON holds them.
@@ -130,6 +131,16 @@ def publish_new(partial: Path, target: Path) -> None:
         os.replace(partial, target)
     else:
         partial.unlink(missing_ok=True)
+
+
+def free_name(folder, stem: str, extension: str, tail: str = "_colorized") -> Path:
+    """``folder/<stem><tail><extension>``, or ``<stem><tail>-1<extension>``, ``-2``... while
+    the name is taken. Only a name: :func:`write_new` still refuses one taken meanwhile."""
+    folder = Path(folder)
+    target, number = folder / f"{stem}{tail}{extension}", 1
+    while target.exists() or target.is_symlink():
+        target, number = folder / f"{stem}{tail}-{number}{extension}", number + 1
+    return target
 
 
 def exists_message(target: Path) -> str:

@@ -16,6 +16,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from koala_lib import quantize
+from koala_lib.color import AB_SCALE
+
 
 # Registered so that a compiled model saved with this loss loads (and resumes) by name.
 @keras.saving.register_keras_serializable(package="koala")
@@ -69,8 +72,6 @@ class SoftEncodedCrossEntropy(keras.losses.Loss):
                  temperature: float | None = None, name="soft_encoded_cross_entropy",
                  **kwargs):
         super().__init__(name=name, **kwargs)
-        from koala_lib import quantize
-
         self.class_weights = [float(w) for w in np.asarray(class_weights).ravel()]
         self.centres = quantize.in_gamut_bins()
         if len(self.class_weights) != len(self.centres):
@@ -80,9 +81,6 @@ class SoftEncodedCrossEntropy(keras.losses.Loss):
         self.temperature = quantize.TEMPERATURE if temperature is None else float(temperature)
 
     def call(self, y_true, y_pred):
-        from koala_lib import quantize
-        from koala_lib.color import AB_SCALE
-
         logits = ops.cast(y_pred, "float32")
         truth = ops.cast(y_true, "float32")
         if self.factor > 1:

@@ -42,7 +42,11 @@ import zipfile
 from pathlib import Path
 
 import keras
+import numpy as np
 from keras import layers, ops
+
+from koala_lib import quantize
+from koala_lib.color import AB_SCALE
 
 # (filters, stride) of the encoder's eight 3x3 convolutions, from the report's table.
 ENCODER_SPEC = ((64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1), (512, 1), (256, 1))
@@ -236,11 +240,6 @@ def predict_scaled_ab(model: keras.Model, lightness, embedding, temperature: flo
     The classification head's logits are read out by the annealed mean at ``temperature``
     (default :data:`koala_lib.quantize.TEMPERATURE`; 0 is the mode, 1 the mean) and resized
     bilinearly to H x W."""
-    import numpy as np
-
-    from koala_lib import quantize
-    from koala_lib.color import AB_SCALE
-
     output = model([lightness, embedding], training=False)
     if colorizer_head(model) == "regression":
         return np.asarray(ops.convert_to_numpy(output), np.float32)

@@ -148,9 +148,17 @@ def load_portraits(extractor, folder=None, image_size: int = 224, images: int | 
             f", and each split needs persons of its own (fractions {tuple(fractions)}). Add "
             "images of more persons; if they are there, give each image its person's id in "
             "manifest.csv's person_id column (images that share a person_id are one person).")
-    prepared = prepare(report.kept, image_size, root=folder, progress=progress)
+    return prepared_data(folder, report.kept, split_paths, image_size, extractor, progress)
+
+
+def prepared_data(folder: Path, kept: list[Path], split_paths: dict[str, list[Path]],
+                  image_size: int, extractor, progress: bool = True) -> PortraitData:
+    """The last steps of :func:`load_portraits` (and of evaluating a folder): ``kept``
+    prepared at ``image_size`` and embedded, with ``split_paths`` (name -> files) as the
+    splits' indices."""
+    prepared = prepare(kept, image_size, root=folder, progress=progress)
     position = {name: i for i, name in enumerate(prepared.names)}
-    by_file = dict(zip(report.kept, prepared.names, strict=True))
+    by_file = dict(zip(kept, prepared.names, strict=True))
     splits = {name: np.array(sorted(position[by_file[p]] for p in paths), dtype=np.int64)
               for name, paths in split_paths.items()}
     return PortraitData(folder, prepared, embed_prepared(prepared, extractor, progress), splits,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from koala_lib.data.video import ffmpeg_path, open_video
+from koala_lib.data.video import open_video
 
 CRF = "18"  # x264's constant rate factor: lower is better and larger; 23 is its default
 AUDIO_FALLBACK = "aac"  # for audio codecs the output container cannot hold
@@ -151,17 +151,6 @@ class AudioPassThrough:
         for target, encode in self.routes.values():
             if encode:
                 self.output.mux(target.encode(None))
-
-
-def written_duration(path: Path) -> float:
-    """Seconds of the first video stream of the finished file, as a player will read it."""
-    import av
-
-    with av.open(ffmpeg_path(path)) as container:
-        stream = container.streams.video[0]
-        if stream.duration is not None and stream.time_base is not None:
-            return float(stream.duration * stream.time_base)
-        return float(container.duration or 0) / 1e6
 
 
 def ended_early(container, source: Path, read_until: float, rate: Fraction,
