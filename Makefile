@@ -31,6 +31,11 @@ BACKEND_TESTS := tests/test_model.py tests/test_features.py tests/test_data_cach
     tests/test_train.py::test_a_resident_set_trains_the_same_run_as_the_host_path \
     tests/test_train.py::test_the_stored_bytes_trainer_has_the_float_batches_loss
 
+# make test's second lane: these tests, from these files (the main lane runs all others).
+BESIDE_FILES := tests/test_notebooks.py tests/test_install.py tests/test_browser.py \
+    tests/test_precision.py
+BESIDE_TESTS := gpu_check or installing or ab_slider or data_parallel
+
 .PHONY: help env test test-kernels course lab notebooks gpu-check-pack gpu-check clean
 
 help:
@@ -68,23 +73,23 @@ test: $(STAMP)
 	        apt-get install -y -qq chromium chromium-driver >/dev/null \
 	    || echo "make test: apt-get install chromium chromium-driver failed: the browser test will skip."; }
 # Two lanes, one a core, since each run keeps about one core busy: the main tests then nbval
-# here; beside them the two slowest tests (the GPU check's dry run, notebooks 06-10; the
-# Colab-versions install), then the model tests on JAX (their output follows). Every run
-# reports; make stops if any failed.
+# here; beside them the slowest tests that run processes of their own (the GPU check's dry
+# run, notebooks 06-10; the Colab-versions install; JupyterLab in Chromium; two JAX devices),
+# then the model tests on JAX (their output follows). Every run reports; make stops if any
+# failed. BESIDE_TESTS picks them out of the files they live in.
 	status=0; \
 	{ TF_ENABLE_ONEDNN_OPTS=$(ONEDNN_TESTS) $(CI_ENV) $(BIN)/python -m pytest \
-	      tests/test_notebooks.py tests/test_install.py -k "gpu_check or installing" \
-	      -p no:cacheprovider --durations=5 > build/gpu-check-tests.log 2>&1; gpu=$$?; \
+	      $(BESIDE_FILES) -k "$(BESIDE_TESTS)" -p no:cacheprovider --durations=5 \
+	      > build/gpu-check-tests.log 2>&1; gpu=$$?; \
 	  $(CI_ENV) KERAS_BACKEND=jax $(BIN)/python -m pytest $(BACKEND_TESTS) -p no:cacheprovider \
 	      --durations=10 > build/jax-tests.log 2>&1 && exit $$gpu; } & beside=$$!; \
 	TF_ENABLE_ONEDNN_OPTS=$(ONEDNN_TESTS) $(CI_ENV) $(BIN)/python -m pytest tests \
-	    --ignore=tests/test_install.py -k "not gpu_check" -p no:cacheprovider \
-	    --durations=25 || status=1; \
+	    -k "not ($(BESIDE_TESTS))" -p no:cacheprovider --durations=25 || status=1; \
 	TF_ENABLE_ONEDNN_OPTS=$(ONEDNN_NOTEBOOKS) $(CI_ENV) $(BIN)/python -m pytest \
 	    $(NBVAL_NOTEBOOKS) --nbval-lax --sanitize-with tests/nbval_sanitize.cfg \
 	    -p no:cacheprovider --durations=10 || status=1; \
 	wait $$beside || status=1; \
-	echo "== the GPU check's dry run and the install (build/gpu-check-tests.log)"; \
+	echo "== beside: the GPU check's dry run, the install, the browser (build/gpu-check-tests.log)"; \
 	cat build/gpu-check-tests.log; \
 	echo "== the model tests again, on JAX (build/jax-tests.log)"; cat build/jax-tests.log; \
 	exit $$status
