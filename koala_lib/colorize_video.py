@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -352,21 +351,18 @@ def colorize_video(trained: TrainedColorizer, extractor, source, target, *,
     with exiting_on_sigterm(), _open_source(source) as container:  # its errors first
         video = container.streams.video[0]
         video.thread_type = "AUTO"  # decode on every core: the model waits for frames
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # A new hidden name, created by FFmpeg itself, so the file gets the usual permissions
-        # (a temporary file's are the owner's only).
-        partial = target.with_name(f".{target.stem}-{uuid.uuid4().hex[:12]}.partial"
-                                   f"{target.suffix}")
-        try:
-            bar = tqdm(total=video.frames or None, unit="frame", desc=source.name,
-                       disable=not progress)
-            report = _transcode(container, video, source, partial, trained, extractor,
-                                upsample, smoothing, batch_size, bar)
-            report.target = target
-            report.duration = video_duration(partial)
-            files.publish_new(partial, target)
-        finally:
-            partial.unlink(missing_ok=True)
+        bar = tqdm(total=video.frames or None, unit="frame", desc=source.name,
+                   disable=not progress)
+        reports = []
+
+        def write(partial: Path) -> None:  # under a temporary name, published when whole
+            reports.append(_transcode(container, video, source, partial, trained, extractor,
+                                      upsample, smoothing, batch_size, bar))
+            reports[0].duration = video_duration(partial)
+
+        files.write_new(target, write)
+    report = reports[0]
+    report.target = target
     for warning in report.warnings:
         warnings.warn(warning, VideoWarning, stacklevel=2)
     return report

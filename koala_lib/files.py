@@ -25,9 +25,9 @@ import hashlib
 import json
 import math
 import os
+import secrets
 import socket
 import stat
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -40,11 +40,16 @@ Writer = Callable[[Path], None]  # writes the whole content to the path it is gi
 
 def _temporary_beside(path: Path, suffix: str) -> Path:
     """A new, hidden, unique file in ``path``'s folder (created empty), ending in ``suffix``
-    (all of the name's: Keras wants ``.weights.h5``, NumPy ``.npy``)."""
-    handle, name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=f".partial{suffix}",
-                                    dir=path.parent)
-    os.close(handle)
-    return Path(name)
+    (all of the name's: Keras wants ``.weights.h5``, NumPy ``.npy``). Created with the
+    usual permissions (the umask's), not ``mkstemp``'s owner-only ones: it becomes the file."""
+    for _ in range(100):
+        partial = path.parent / f".{path.stem}-{secrets.token_hex(6)}.partial{suffix}"
+        try:
+            os.close(os.open(partial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        return partial
+    raise FileExistsError(errno.EEXIST, f"no free temporary name beside {path}")
 
 
 def is_temporary(name: str) -> bool:

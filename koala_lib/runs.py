@@ -70,7 +70,7 @@ class RunRecorder(keras.callbacks.Callback):
         kept = [*(name for name in previous if name != checkpoint), checkpoint]
         self.state.update(epochs_done=epoch + 1, checkpoint=checkpoint,
                           checkpoints=kept[-self.keep_checkpoints:])
-        _write_json_atomic(self.run_dir / STATE_FILE, self.state)
+        _write_json(self.run_dir / STATE_FILE, self.state)
         # Those no longer referred to; also one left by a crash between these two steps.
         for path in self.run_dir.glob("checkpoint-epoch*.keras"):
             if path.name not in self.state["checkpoints"]:
@@ -82,7 +82,7 @@ def _checkpoint_name(epoch: int) -> str:
     return f"checkpoint-epoch{epoch:03d}.keras"
 
 
-def _write_json_atomic(path: Path, value) -> None:
+def _write_json(path: Path, value) -> None:
     files.write_replacing(path, json.dumps(value, indent=1))
 
 
@@ -220,6 +220,6 @@ def _roll_back(run_dir: Path, state: dict, checkpoint: str) -> dict:
     state = {**state, "epochs_done": epoch, "checkpoint": checkpoint,
              "checkpoints": kept[: kept.index(checkpoint) + 1],
              "history": [row for row in state["history"] if row["epoch"] <= epoch]}
-    _write_json_atomic(run_dir / STATE_FILE, state)
+    _write_json(run_dir / STATE_FILE, state)
     _write_csv(run_dir / "log.csv", state["history"])
     return state

@@ -3,10 +3,12 @@ and outputs kept out of tracked files."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import http.server
 import os
 import re
+import resource
 import struct
 import threading
 import zlib
@@ -40,6 +42,18 @@ def refuse_links(monkeypatch) -> None:
 
     monkeypatch.setattr(os, "symlink", refused)
     monkeypatch.setattr(os, "link", refused)
+
+
+@contextlib.contextmanager
+def file_size_limit(limit: int):
+    """Files this process writes may grow to ``limit`` bytes (a full disk, ``ulimit -f``):
+    past it a write fails with EFBIG (Python ignores SIGXFSZ)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import assert_same_8bit_image
+from conftest import assert_same_8bit_image, file_size_limit
 from PIL import Image
 from skimage import data as skdata
 
@@ -420,31 +420,13 @@ def test_a_model_file_and_a_description_of_another_head_are_refused(
         trained_model.load_trained(copy)
 
 
-def _file_size_limit(limit: int):
-    """Files this process writes may grow to ``limit`` bytes (a full disk, ``ulimit -f``):
-    past it a write fails with EFBIG (Python ignores SIGXFSZ)."""
-    import contextlib
-    import resource
-
-    @contextlib.contextmanager
-    def limited():
-        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
-        try:
-            yield
-        finally:
-            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-
-    return limited()
-
-
 def test_a_save_that_fails_half_way_keeps_the_earlier_model_and_its_description(
         saved_model, mobilenet, tmp_path):
     model = tmp_path / "colorizer.keras"
     model.write_bytes(saved_model.read_bytes())
     model.with_suffix(".json").write_bytes(saved_model.with_suffix(".json").read_bytes())
     before = {path.name: _digest(path) for path in (model, model.with_suffix(".json"))}
-    with _file_size_limit(2**20), pytest.raises(OSError, match="colorizer.keras.*unchanged"):
+    with file_size_limit(2**20), pytest.raises(OSError, match="colorizer.keras.*unchanged"):
         trained_model.save_trained(build_colorizer(32), model, mobilenet, image_size=32)
     after = {path.name: _digest(path) for path in (model, model.with_suffix(".json"))}
     assert after == before
@@ -481,7 +463,7 @@ def test_a_full_disk_skips_the_photo_it_stopped_naming_it_and_the_rest_are_writt
     for name in ("a_small.png", "c_small.png"):
         Image.fromarray(astronaut[::8, ::8]).save(folder / name)
     trained, extractor = trained_model.load_trained(saved_model, extractor)
-    with _file_size_limit(200_000):
+    with file_size_limit(200_000):
         report = colorize.colorize_files([folder], tmp_path / "out", trained, extractor,
                                          progress=False)
     assert [source.name for source, _ in report.written] == ["a_small.png", "c_small.png"]

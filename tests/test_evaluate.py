@@ -12,6 +12,7 @@ import types
 import keras
 import numpy as np
 import pytest
+from conftest import file_size_limit
 
 from koala_lib import color, evaluate, metrics, trained_model
 from koala_lib.__main__ import main
@@ -207,21 +208,15 @@ def test_a_json_output_that_is_a_device_or_a_pipe_is_refused_without_reading_it(
 
 def test_an_evaluation_json_that_cannot_be_written_keeps_the_earlier_one(
         photo_folder, saved_model, tmp_path, capsys):
-    import resource
-
     out = tmp_path / "result.json"
     assert main(["evaluate", str(photo_folder), "--model", str(saved_model), "--json",
                  str(out), "--quiet"]) == 0
     earlier = out.read_bytes()
     out.write_bytes(earlier[:-1] + b" ")  # still an evaluation's output, told apart below
     earlier = out.read_bytes()
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (len(earlier) // 2, hard))  # a full disk
-    try:
+    with file_size_limit(len(earlier) // 2):  # a full disk
         code = main(["evaluate", str(photo_folder), "--model", str(saved_model), "--json",
                      str(out), "--quiet"])
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     assert code == 1
     assert f"could not write {out} (File too large): the earlier result.json is unchanged" \
         in capsys.readouterr().err

@@ -103,3 +103,12 @@ def test_a_lock_nobody_touched_for_minutes_is_taken_over(tmp_path):
     with files.folder_lock(tmp_path) as taken:
         assert json.loads(taken.read_text())["pid"] == os.getpid()
     assert os.listdir(tmp_path) == []
+
+
+def test_a_written_file_gets_the_usual_permissions_not_owner_only(tmp_path):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    written = files.write_replacing(tmp_path / "model.json", "{}")
+    published = files.write_new(tmp_path / "photo_colorized.png", b"png")
+    for path in (written, published):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path.name

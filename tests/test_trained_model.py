@@ -56,6 +56,7 @@ def test_a_temperature_changed_in_the_library_or_on_the_command_line_is_the_one_
                  "--temperature", "0.1", "--upsample", "bilinear", "--quiet"]) == 0
     assert "(classification head, read out at T = 0.1; mobilenet_v2 embeddings, trained at " \
            "32x32)" in capsys.readouterr().out
+    # Exact: both sides take the same calls on a batch of one, in this one process.
     np.testing.assert_array_equal(read_rgb(out / "photo_colorized.png"), by_library[0.1])
     assert classification_file.with_suffix(".json").read_bytes() == saved_json  # unchanged
 
