@@ -124,7 +124,7 @@ gpu-check-pack: $(STAMP)
 	$(BIN)/python benchmarks/gpu_check.py --pack
 
 gpu-check:
-	KERAS_BACKEND=jax PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} \
+	KERAS_BACKEND=jax PYTHONPATH=$(CURDIR):$(CURDIR)/tests$${PYTHONPATH:+:$$PYTHONPATH} \
 	    $(GPU_PYTHON) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:

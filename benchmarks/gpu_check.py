@@ -41,7 +41,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the recording cell and the offline stand-ins
 
 NOTEBOOKS = ("06_training_on_gpu", "07_reproduce_table1", "08_evaluate_and_colorize",
              "09_beyond_the_report", "10_beyond_the_report_part2")
@@ -137,10 +136,13 @@ def run_notebook(stem: str, build: Path, profile: str, drive: Path, portraits: P
     """``stem`` on a fresh runtime: its own empty cache (LFW's download stood in for), the
     shared Drive folder, the unpacked portraits. Returns its time, error and records."""
     import papermill as pm
-    from notebook_records import with_record
+
+    # The LFW stand-in lives with the tests: tests/ is on the path (make gpu-check's
+    # PYTHONPATH; pytest's, in the dry run), and only this function needs it.
     from standins.lfw_layout import fake_lfw
 
     from koala_lib.course import SETTINGS
+    from koala_lib.records import with_record
 
     runtime = build / "runtimes" / stem
     shutil.rmtree(runtime, ignore_errors=True)

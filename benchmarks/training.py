@@ -107,9 +107,9 @@ def learners_path(args, precision: str) -> dict:
                 waited.append(time.perf_counter() - began)
 
     epochs = 1 + args.epochs
-    config = replace(course.SETTINGS["gpu"].train_config(), image_size=args.size,
-                     batch_size=args.batch, epochs=epochs, steps_per_epoch=args.steps,
-                     precision=precision, snapshot_images=6)
+    config = replace(course.SETTINGS["gpu"].train_config(), batch_size=args.batch,
+                     epochs=epochs, steps_per_epoch=args.steps, precision=precision,
+                     snapshot_images=6)
     ColorizationFeeder.__getitem__ = timed
     try:
         with tempfile.TemporaryDirectory() as folder:

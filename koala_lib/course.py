@@ -1,4 +1,4 @@
-"""Running the course: profiles and their sizes, the course's folders, recorded results.
+"""Running the course: profiles and their sizes, the course's folders, the Colab session.
 
 A notebook's ``parameters`` cell says ``PROFILE = "auto"``; :func:`setup` turns it into one
 of three profiles (:func:`resolve_profile`) and returns its :class:`CourseSettings`:
@@ -18,24 +18,21 @@ MobileNetV2 with torchvision's ImageNet weights (offline) for ``ci`` and ``cpu``
 paper's Inception-ResNet-v2 with Keras' ImageNet weights (downloaded once) for ``gpu``.
 
 The folders (runs, models, results) live under :func:`koala_lib.environment.build_dir`;
-:func:`record_results` writes the numbers a notebook shows as JSON there, so that tests and
-readers can check them without parsing cell outputs.
+what the tests record from each notebook is :mod:`koala_lib.records`.
 """
 
 from __future__ import annotations
 
 import ast
 import csv
-import json
 import platform
 import shutil
 import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
-from koala_lib import budget, environment, files
+from koala_lib import budget, environment
 
 # Keras (through train, features, evaluate, trained_model) is imported inside the functions
 # that need it, not here: the first cell calls check_environment(), which must be able to say
@@ -135,8 +132,8 @@ class CourseSettings:
         """The course model's :class:`koala_lib.train.TrainConfig`, with ``overrides``."""
         from koala_lib.train import TrainConfig
 
-        values = {"image_size": self.image_size, "batch_size": self.batch_size,
-                  "epochs": self.epochs, "precision": self.precision}
+        values = {"batch_size": self.batch_size, "epochs": self.epochs,
+                  "precision": self.precision}
         return TrainConfig(**{**values, **overrides})
 
     def load_extractor(self, name: str = "profile", verbose: bool = True):
@@ -415,23 +412,3 @@ def photo_upload(on_photo, method: str = "auto"):
 
     upload.observe(changed, names="value")
     return widgets.VBox([upload, shown])
-
-
-# --- recorded results ----------------------------------------------------------------------
-
-
-def record_results(name: str, **values: Any) -> Path:
-    """Merge ``values`` into ``<build>/results/<name>.json`` and return its path."""
-    path = environment.build_dir() / "results" / f"{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data.update(files.json_ready(values))
-    files.write_replacing(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-    return path
-
-
-def load_results(name: str) -> dict[str, Any]:
-    path = environment.build_dir() / "results" / f"{name}.json"
-    if not path.exists():
-        raise FileNotFoundError(f"no recorded results at {path}: run the notebook first.")
-    return json.loads(path.read_text())

@@ -288,6 +288,13 @@ class FeatureExtractor:
                 f"input {self.input_size}x{self.input_size}, {self.embedding_dim}-d logits)")
 
     @property
+    def description(self) -> dict[str, str]:
+        """What identifies its embeddings: name, weights and fingerprint (what a prepared data
+        set and a saved model record of it)."""
+        return {"name": self.name, "weights": self.weights_name,
+                "fingerprint": self.fingerprint}
+
+    @property
     def fingerprint(self) -> str:
         """A hash of the architecture, the weights' values and the preprocessing."""
         if self._fingerprint is None:

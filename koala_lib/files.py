@@ -15,6 +15,7 @@
 * :func:`file_sha256` -- a file's checksum, read in blocks.
 * :func:`folder_lock` -- one process at a time in a folder (a training run's).
 * :func:`json_ready` -- NumPy values and paths as JSON holds them.
+* :func:`plural` -- a count and its noun, for the messages that name how many files.
 """
 
 from __future__ import annotations
@@ -301,3 +302,8 @@ def json_ready(value):
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return str(value)
+
+
+def plural(count: int, noun: str) -> str:
+    """``plural(1, "image")`` -> "1 image", ``plural(3, "image")`` -> "3 images"."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

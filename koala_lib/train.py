@@ -69,7 +69,9 @@ __all__ = [
 
 @dataclass(frozen=True)
 class TrainConfig:
-    image_size: int = 224
+    """How a colorizer is trained. The image size is not a setting here: it is the data's
+    (``load_portraits(image_size=...)``), so the two cannot disagree."""
+
     batch_size: int = 32
     epochs: int = 30
     steps_per_epoch: int | None = None  # None: one pass over the training images
@@ -251,8 +253,10 @@ def identity_differences(saved: dict, now: dict) -> dict:
         config = identity.get("config")
         if not isinstance(config, dict):
             return {**values, "config": config}
-        # A setting added since the run was saved counts as its default (head, ...).
-        config = {**{key: defaults[key] for key in defaults.keys() - config.keys()}, **config}
+        # A setting added since the run was saved counts as its default (head, ...); one
+        # removed since is left out (image_size: the data's fingerprint holds the size).
+        config = {**{key: defaults[key] for key in defaults.keys() - config.keys()},
+                  **{key: value for key, value in config.items() if key in defaults}}
         return {**values, **{f"config.{key}": value for key, value in config.items()
                              if key != "epochs"}}
 
@@ -294,9 +298,6 @@ def train(data: PortraitData, config: TrainConfig, run_dir, train_indices=None,
     """
     if keep_checkpoints < 1:
         raise ValueError(f"keep_checkpoints must be at least 1, got {keep_checkpoints}.")
-    if config.image_size != data.image_size:
-        raise ValueError(f"the data was prepared at {data.image_size}px but the config asks "
-                         f"for {config.image_size}px.")
     train_indices = data.indices("train") if train_indices is None else np.asarray(train_indices)
     val_indices = data.indices("val") if val_indices is None else np.asarray(val_indices)
     if len(train_indices) == 0:
@@ -358,7 +359,7 @@ def _train_holding_the_lock(data, config, run_dir, train_indices, val_indices, r
             model, state = load_newest_intact(run_dir, state)
             resumed_from = state["epochs_done"]
         else:
-            model = build_colorizer(config.image_size, data.embeddings.shape[-1],
+            model = build_colorizer(data.image_size, data.embeddings.shape[-1],
                                     standardize_embedding=config.standardize_embedding,
                                     head=config.head)
             compile_colorizer(model, config, accumulation, class_weights_for(

@@ -32,7 +32,6 @@ import keras
 
 from koala_lib import files
 from koala_lib.data.images import MAX_IMAGE_SIZE
-from koala_lib.data.portraits import extractor_description
 from koala_lib.model import DOWNSAMPLING, HEADS, build_colorizer, colorizer_head, load_colorizer
 from koala_lib.quantize import TEMPERATURE, check_temperature
 
@@ -173,7 +172,7 @@ def save_trained(model: keras.Model, path, extractor, image_size: int, **trainin
     ...) are its ``training`` record, as they are. The head is the model's own.
     """
     if not isinstance(extractor, dict):
-        extractor = extractor_description(extractor)
+        extractor = extractor.description
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"save the model as a .keras file, not {path.name}.")

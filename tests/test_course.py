@@ -74,16 +74,6 @@ def test_check_environment_without_gpu_need_does_not_warn(clean_env, recwarn):
     assert not [w for w in recwarn if "GPU" in str(w.message)]
 
 
-def test_record_results_merges_and_makes_values_plain(tmp_path):
-    course.record_results("demo", a=np.float32(1.5), b=np.arange(3))
-    path = course.record_results("demo", c=float("nan"), a=2)
-    assert path == tmp_path / "build" / "results" / "demo.json"
-    assert json.loads(path.read_text()) == {"a": 2, "b": [0, 1, 2], "c": None}
-    assert course.load_results("demo")["b"] == [0, 1, 2]
-    with pytest.raises(FileNotFoundError, match="run the notebook"):
-        course.load_results("never")
-
-
 def test_every_profile_has_every_setting_and_ci_is_the_smallest():
     ci, cpu, gpu = (course.SETTINGS[name] for name in ("ci", "cpu", "gpu"))
     assert ci.extractor == cpu.extractor == "mobilenet_v2"  # offline: no network probing
@@ -92,7 +82,7 @@ def test_every_profile_has_every_setting_and_ci_is_the_smallest():
     assert ci.batch_scale < cpu.batch_scale < gpu.batch_scale == 1.0  # gpu: the report's
     assert not ci.progress and cpu.progress
     config = ci.train_config(seed=7)
-    assert (config.image_size, config.batch_size, config.epochs, config.seed) == (32, 16, 3, 7)
+    assert ci.image_size == 32 and (config.batch_size, config.epochs, config.seed) == (16, 3, 7)
 
 
 SWITCHES = ("extractor", "progress", "widgets", "lfw", "compare_extractors", "scenes")

@@ -224,6 +224,7 @@ class TinyExtractor:
     patches."""
 
     name, weights_name, fingerprint = "tiny", "none", "tiny-v1"
+    description = {"name": name, "weights": weights_name, "fingerprint": fingerprint}
 
     def embed(self, lightness, batch_size=32, verbose=0):
         lightness = np.asarray(lightness)

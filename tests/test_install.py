@@ -21,7 +21,8 @@ from pathlib import Path
 import papermill as pm
 import pytest
 from conftest import ROOT
-from notebook_records import with_record
+
+from koala_lib.records import with_record
 
 PINS = ROOT / "tests" / "colab_versions.txt"
 

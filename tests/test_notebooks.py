@@ -13,7 +13,7 @@ code from a local mirror of the public hosts (``conftest.PortraitMirror``); 06-1
 `benchmarks/gpu_check.py --dry-run`, from its archive. It fails on any cell error and checks
 the notebook's numbers.
 To read them, it appends one cell to a copy of the notebook that records the values named
-in ``notebook_records.RECORDED``: the notebooks themselves carry no test harness.
+in ``koala_lib.records.RECORDED``: the notebooks themselves carry no test harness.
 """
 
 from __future__ import annotations
@@ -25,18 +25,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gpu_check  # benchmarks/gpu_check.py: pytest's pythonpath holds benchmarks/
 import nbformat
 import numpy as np
 import papermill as pm
 import pytest
 import standins.tensorflow_datasets as stand_in
 from conftest import ROOT, fake_lfw
-from notebook_records import RECORDED, with_record
 
 from koala_lib import course
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import gpu_check  # noqa: E402 (the script, beside the tests)
+from koala_lib.records import RECORDED, with_record
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 BUILD = ROOT / "build"

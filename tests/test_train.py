@@ -106,8 +106,6 @@ def test_a_run_folder_is_never_mixed_with_another_run(ci_data, tmp_path):
     with pytest.raises(FileExistsError, match="already holds a run"):
         train.train(ci_data, config, tmp_path / "run", train_indices=subset, resume=False,
                     verbose=0)
-    with pytest.raises(ValueError, match="prepared at 32px"):
-        train.train(ci_data, replace(config, image_size=64), tmp_path / "other", verbose=0)
 
 
 # --- damaged or reused run folders ---------------------------------------------------------
@@ -301,6 +299,18 @@ def test_a_state_written_by_the_previous_version_still_resumes(finished_run, tmp
     assert again.epochs_done == again.resumed_from == 2
 
 
+def test_a_run_saved_with_a_removed_setting_still_resumes(finished_run, tmp_path, ci_data):
+    # Runs saved before the image size became the data's recorded it in their config.
+    _, config, subset, _ = finished_run
+    folder = copy_run(finished_run, tmp_path)
+    state = json.loads((folder / "state.json").read_text())
+    state["identity"]["config"]["image_size"] = ci_data.image_size
+    (folder / "state.json").write_text(json.dumps(state))
+    again = train.train(ci_data, config, folder, train_indices=subset, verbose=0)
+    assert again.epochs_done == again.resumed_from == 2
+    assert again.model.input_shape[0][1] == ci_data.image_size
+
+
 def test_micro_batches_make_the_same_update_as_one_batch(ci_data, tmp_path):
     config = small_config(epochs=1, batch_size=8, steps_per_epoch=1, flip=False,
                           snapshot_images=0)
@@ -384,7 +394,7 @@ def test_weight_decay_uses_adamw_and_subset_loss_is_logged_each_epoch(ci_data, t
     from koala_lib.model import build_colorizer
 
     config = small_config(weight_decay=0.01)
-    model = build_colorizer(config.image_size, ci_data.embeddings.shape[1])
+    model = build_colorizer(ci_data.image_size, ci_data.embeddings.shape[1])
     train.compile_colorizer(model, config)
     assert isinstance(model.optimizer, keras.optimizers.AdamW)
     assert float(model.optimizer.weight_decay) == pytest.approx(0.01)
@@ -411,7 +421,7 @@ def test_the_stored_bytes_trainer_has_the_float_batches_loss(ci_data, head):
     config = small_config(head=head)
     indices = ci_data.indices("train")[:8]
     keras.utils.set_random_seed(0)
-    colorizer = build_colorizer(config.image_size, ci_data.embeddings.shape[1], head=head)
+    colorizer = build_colorizer(ci_data.image_size, ci_data.embeddings.shape[1], head=head)
     train.compile_colorizer(colorizer, config, class_weights=train.class_weights_for(
         ci_data, indices) if head == "classification" else None)
     stepper = trainer.stored_bytes_trainer(colorizer)

@@ -4,8 +4,8 @@
 (:mod:`~koala_lib.data.cleaning`), split by person (:mod:`~koala_lib.data.split`), prepare
 (:mod:`~koala_lib.data.prepare`) and embed with the frozen classifier
 (:mod:`~koala_lib.data.cache`). The extractor is passed in, built by
-:func:`koala_lib.features.load_extractor`: any object with ``name``, ``weights_name``,
-``fingerprint`` and ``embed(lightness)`` will do.
+:func:`koala_lib.features.load_extractor`: any object with ``name``, ``fingerprint``,
+``description`` and ``embed(lightness)`` will do.
 """
 
 from __future__ import annotations
@@ -22,18 +22,13 @@ from koala_lib.data.cache import EmbeddingCache
 from koala_lib.data.cleaning import clean
 from koala_lib.data.prepare import PreparedSet, prepare
 from koala_lib.data.sources import image_file, list_images, portrait_dir
-from koala_lib.data.split import person_ids, plural, split_by_person
+from koala_lib.data.split import person_ids, split_by_person
+from koala_lib.files import plural
 
 
 def top_folders(names) -> np.ndarray:
     """The top-level folder of each relative name ("us_congress/A.jpg" -> "us_congress")."""
     return np.array([name.split("/")[0] if "/" in name else "." for name in names])
-
-
-def extractor_description(extractor) -> dict[str, str]:
-    """What identifies the embeddings: the extractor's name, weights and fingerprint."""
-    return {"name": extractor.name, "weights": extractor.weights_name,
-            "fingerprint": extractor.fingerprint}
 
 
 EMBEDDINGS = ("real", "zeroed", "shuffled")  # PortraitData.with_embeddings: the ablations
@@ -162,4 +157,4 @@ def prepared_data(folder: Path, kept: list[Path], split_paths: dict[str, list[Pa
     splits = {name: np.array(sorted(position[by_file[p]] for p in paths), dtype=np.int64)
               for name, paths in split_paths.items()}
     return PortraitData(folder, prepared, embed_prepared(prepared, extractor, progress), splits,
-                        top_folders(prepared.names), extractor_description(extractor))
+                        top_folders(prepared.names), extractor.description)

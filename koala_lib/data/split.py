@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from koala_lib.data.sources import name_in, read_manifest, roots
+from koala_lib.files import plural
 
 SPLITS = ("train", "val", "test")
 
@@ -98,10 +99,6 @@ def split_by_person(paths, people, fractions=(0.8, 0.1, 0.1), seed: int = 0,
                       f"({plural(len(groups), 'person')} for fractions {tuple(fractions)}).",
                       stacklevel=2)
     return splits
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def describe_split(splits: dict[str, list[Path]], groups: dict[str, list[Path]]) -> str:

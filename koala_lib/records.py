@@ -1,19 +1,22 @@
-"""What each notebook records when the tests (or ``make gpu-check``) run it.
+"""What each notebook records when the tests or ``make gpu-check`` run it: the results harness.
 
-The teaching notebooks carry no test harness: :func:`with_record` writes a copy of a
-notebook with one cell appended that records the values named in :data:`RECORDED` as JSON
-under ``<build>/results/<notebook>.json`` (``koala_lib.course.record_results``).
+The teaching notebooks carry no test harness. :func:`with_record` writes a copy of a notebook
+with one cell appended that calls :func:`record_results` on the values named in
+:data:`RECORDED`, evaluated in the executed notebook's namespace; they land as JSON under
+``<build>/results/<notebook>.json``, where tests and ``benchmarks/gpu_check.py`` read them
+(:func:`load_results`) instead of parsing cell outputs.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
-import nbformat
+from koala_lib import environment, files
 
-# What each notebook records: keyword arguments of course.record_results, evaluated in the
-# executed notebook's namespace by one cell that the test appends, so that the harness
-# stays out of the teaching notebooks.
+# What each notebook records: keyword arguments of record_results, evaluated in the executed
+# notebook's namespace by the cell with_record appends.
 RECORDED = {
     "01_lab_color_space": """
         profile=settings.profile,
@@ -118,7 +121,7 @@ RECORDED = {
         profile=settings.profile,
         backend=keras.backend.backend(),
         images=len(data.prepared),
-        image_size=config.image_size,
+        image_size=data.image_size,
         splits={name: len(indices) for name, indices in data.splits.items()},
         extractor=data.extractor["name"],
         epochs=result.epochs_done,
@@ -214,12 +217,39 @@ for image, original in zip(images, outputs["original"], strict=True)),
 }
 
 
+def record_results(name: str, **values: Any) -> Path:
+    """Merge ``values`` into ``<build>/results/<name>.json`` and return its path."""
+    path = results_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data.update(files.json_ready(values))
+    files.write_replacing(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load_results(name: str) -> dict[str, Any]:
+    path = results_path(name)
+    if not path.exists():
+        raise FileNotFoundError(f"no recorded results at {path}: run the notebook first.")
+    return json.loads(path.read_text())
+
+
+def results_path(name: str) -> Path:
+    return environment.build_dir() / "results" / f"{name}.json"
+
+
 def with_record(notebook: Path, destination: Path) -> Path:
-    """Write ``notebook`` with its recording cell appended to ``destination``."""
-    copy = nbformat.read(notebook, as_version=4)
-    copy.cells.append(nbformat.v4.new_code_cell(
-        "from koala_lib.course import record_results\n\n"
-        f"record_results({notebook.stem!r}, {RECORDED[notebook.stem].strip()})"))
+    """Write ``notebook`` with its recording cell appended to ``destination``. A notebook is
+    JSON (nbformat 4): the cell is appended as such, so the library needs no nbformat."""
+    copy = json.loads(Path(notebook).read_text(encoding="utf-8"))
+    source = (f"from koala_lib.records import record_results\n\n"
+              f"record_results({Path(notebook).stem!r}, "
+              f"{RECORDED[Path(notebook).stem].strip()})")
+    copy["cells"].append({"cell_type": "code", "execution_count": None,
+                          "id": "koala-record-results", "metadata": {}, "outputs": [],
+                          "source": source})
+    destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(copy, destination)
+    destination.write_text(json.dumps(copy, indent=1, ensure_ascii=False) + "\n",
+                           encoding="utf-8")
     return destination
