@@ -9,8 +9,8 @@ the training loss measured like the held-out loss (:class:`koala_lib.train.Subse
 the generalisation gap per epoch), and scores its final model on named held-out sets
 (:func:`koala_lib.evaluate.measure`).
 :func:`seed_table` gives, per setting, the mean and the standard deviation over the seeds;
-:func:`difference_verdict` tests whether two settings differ (a paired t-test over the
-seeds, which every setting shares).
+:func:`koala_lib.verdicts.difference_verdict` tests whether two settings differ (a
+paired t-test over the seeds, which every setting shares).
 
 A setting is a dict of :class:`~koala_lib.train.TrainConfig` overrides, plus optionally
 ``"embeddings"``: ``"real"``, ``"zeroed"`` or ``"shuffled"``
@@ -28,7 +28,6 @@ import numpy as np
 
 from koala_lib.data.portraits import PortraitData
 from koala_lib.evaluate import PredictedAB, measure
-from koala_lib.experiments import SIGNIFICANCE
 from koala_lib.train import SubsetLoss, TrainConfig, train
 
 TRAIN_SUBSET = 32  # training images whose loss is measured each epoch, as val_loss is
@@ -172,61 +171,6 @@ def fixed_row(setting: str, scores: dict, values: dict) -> dict:
 
 
 
-def difference_verdict(rows: list[dict], column: str, lower_is_better: bool = True,
-                       between: tuple[str, str] | None = None) -> dict:
-    """Two settings compared by ``column``: the settings named in ``between``, or else the
-    best and the runner-up by their means (chosen after looking: a screen, not a test).
-
-    The same seed gives the same initial weights and batches in every setting, so when both
-    ran from the same seeds the runs are *paired*: a paired t-test on the per-seed
-    differences (scipy's ``ttest_rel``); otherwise Welch's t-test. The difference counts
-    when p < :data:`SIGNIFICANCE`. With 2 seeds (1 degree of freedom) that needs the
-    per-seed differences to agree closely: a test with few seeds misses real differences
-    more often than it finds false ones, so "no difference detected" is not "no
-    difference"."""
-    from scipy import stats
-
-    if len(rows) < 2:
-        raise ValueError("a difference needs at least two settings.")
-    if between is None:
-        pair = sorted(rows, key=lambda row: row[f"{column} mean"])[:: 1 if lower_is_better
-                                                                    else -1][:2]
-    else:
-        named = {row["setting"]: row for row in rows}
-        missing = [name for name in between if name not in named]
-        if missing:
-            raise ValueError(f"no setting {missing} among {list(named)}.")
-        pair = sorted((named[name] for name in between),
-                      key=lambda row: row[f"{column} mean"], reverse=not lower_is_better)
-    best, other = pair
-    first, second = best[f"{column} by seed"], other[f"{column} by seed"]
-    difference = abs(best[f"{column} mean"] - other[f"{column} mean"])
-    if set(first) == set(second) and len(first) >= 2:
-        seeds = sorted(first)
-        differences = np.array([first[seed] - second[seed] for seed in seeds])
-        test = f"paired over {len(seeds)} seeds"
-        if np.ptp(differences) == 0:  # identical differences: no spread at all
-            p_value = 1.0 if differences[0] == 0 else 0.0
-        else:
-            p_value = float(stats.ttest_rel([first[s] for s in seeds],
-                                            [second[s] for s in seeds]).pvalue)
-    elif min(len(first), len(second)) >= 2:
-        test = f"Welch, {len(first)} and {len(second)} seeds"
-        p_value = float(stats.ttest_ind(list(first.values()), list(second.values()),
-                                        equal_var=False).pvalue)
-    else:
-        test, p_value = "one seed", float("nan")
-    if not np.isfinite(p_value):
-        verdict = "one seed: no test possible"
-    elif p_value < SIGNIFICANCE:
-        verdict = f"{best['setting']} is better (p = {p_value:.2g}, {test})"
-    else:
-        verdict = f"no difference detected (p = {p_value:.2g}, {test})"
-    return {"compared": f"{best['setting']} vs {other['setting']}", "by": column,
-            "measured": f"{best[column]} vs {other[column]} (difference {difference:.3g})",
-            "verdict": verdict, "p": p_value}
-
-
 def overfitting_verdict(runs: list[StudyRun], tolerance: float = 0.02) -> dict:
     """Over-fitting, seen in the curves: the held-out loss ending more than ``tolerance``
     (relative) above its best epoch while the training loss keeps falling. Returns how
@@ -244,9 +188,11 @@ def overfitting_verdict(runs: list[StudyRun], tolerance: float = 0.02) -> dict:
     if epochs < 3:  # a rise needs a best epoch before the last and a fall to compare with
         return {"claim": "no over-fitting (the report)",
                 "measured": f"{epochs} epoch(s): too few to see the held-out loss turn",
-                "verdict": "cannot tell"}
+                "verdict": "cannot tell", "test": "none", "replicates": len(runs)}
     return {"claim": "no over-fitting (the report)",
             "measured": f"{sum(found)} of {len(runs)} runs over-fit within {epochs} epochs; "
                         f"gap (held-out - training loss) at the last epoch "
                         f"{gaps.mean():.3g} ± {gaps.std(ddof=1) if len(gaps) > 1 else 0:.2g}",
-            "verdict": "not observed at this budget" if not any(found) else "observed"}
+            "verdict": "not observed at this budget" if not any(found) else "observed",
+            "test": "held-out loss rising while the training loss falls, run by run",
+            "replicates": len(runs)}

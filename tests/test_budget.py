@@ -51,3 +51,11 @@ def test_a_notebook_prints_its_t4_estimate_at_setup(capsys, monkeypatch):
     course.setup(portraits=False, notebook="06_training_on_gpu")
     printed = capsys.readouterr().out
     assert "On a free Colab T4 (gpu profile) this notebook takes about" in printed
+
+
+def test_07s_replicated_table1_runs_are_counted_once_each():
+    from koala_lib import experiments
+
+    per_seed = sum(spec.batch * spec.updates for spec in experiments.TABLE1
+                   if spec.run in experiments.REPLICATED)
+    assert budget.TABLE1_REPLICATED_IMAGES == len(experiments.REPLICATE_SEEDS) * per_seed

@@ -17,7 +17,7 @@ def test_table1_runner_fills_every_column(ci_data, tmp_path):
     runs = (experiments.Table1Run(1, 40, 2, 1, "more grayish"),
             experiments.Table1Run(2, 4, 3, 2, "Brownish"))
     result = experiments.run_table1(ci_data, tmp_path, base, batch_scale=0.5,
-                                    max_micro_batch=8, runs=runs, verbose=0)
+                                    max_micro_batch=8, runs=runs, verbose=0, seeds=(7, 8))
     assert [row["run"] for row in result.rows] == [
         "baseline: gray (a = b = 0)", "baseline: training mean a,b", "run 1: 40/2/1",
         "run 2: 4/3/2"]
@@ -31,6 +31,12 @@ def test_table1_runner_fills_every_column(ci_data, tmp_path):
     assert "20 (x0.5 of 40)" in result.rows[2]["batch as run"]
     assert [row["report"] for row in result.rows[2:]] == ['"more grayish"', '"Brownish"']
     assert result.rows[2]["updates"] == 2 and result.rows[3]["updates"] == 6
+    # Run 2 (a replicated run) trained from the base seed and two more; run 1 once.
+    assert (result.rows[2]["seeds"], result.rows[3]["seeds"]) == (1, 3)
+    losses = result.rows[3]["held-out loss by seed"]
+    assert sorted(losses) == sorted({base.seed, 7, 8}) and len(set(losses.values())) == 3
+    assert losses[base.seed] == result.rows[3]["held-out loss"]
+    assert [row["replicates"] for row in result.rows[2:]] == [1, 1]  # colour words, one run
     markdown, table = experiments.write_table(result.rows, tmp_path / "table1")
     assert len(markdown.read_text().splitlines()) == 2 + 4  # header, rule, four rows
     assert len(table.read_text().splitlines()) == 1 + 4
@@ -48,25 +54,25 @@ def test_each_table1_run_quotes_its_own_report_comment():
             assert run.report in line, (run.run, line)
 
 
-def fake_table1(measured: dict, run4_losses, run2_losses) -> experiments.Table1Result:
-    """Table 1 rows with the given {run: (faces, background, verdict)} words."""
+def fake_table1(measured: dict, run4_by_seed, run2_by_seed) -> experiments.Table1Result:
+    """Table 1 rows with the given {run: (faces, background, verdict)} words, and the
+    held-out loss of runs 2 and 4 by seed ({seed: loss})."""
     rows = [{"run": "baseline: gray (a = b = 0)", "report": "-", "measured": "grayish"}]
-    per_image = {}
+    by_seed = {}
     for spec in experiments.TABLE1:
         name = f"run {spec.run}: {spec.batch}/{spec.steps}/{spec.epochs}"
-        losses = {4: run4_losses, 2: run2_losses}.get(spec.run, run2_losses)
+        losses = {4: run4_by_seed, 2: run2_by_seed}.get(spec.run, {42: 0.01})
         faces, background, verdict = measured[spec.run]
         rows.append({"run": name, "report": f'"{spec.report}"', "measured": verdict,
                      "faces": f"{faces}: 10 deg", "background": f"{background}: 250 deg",
-                     "held-out loss": float(np.mean(losses))})
-        per_image[name] = {"ab_mse": np.asarray(losses, float)}
-    return experiments.Table1Result(rows, np.arange(len(run2_losses)), {}, per_image, {})
+                     "held-out loss": losses[min(losses)]})
+        by_seed[name] = dict(losses)
+    return experiments.Table1Result(rows, np.arange(50), {}, {}, {}, by_seed)
 
 
 def test_report_verdicts_compare_each_comment_with_its_measurement():
-    rng = np.random.default_rng(0)
-    run2 = rng.uniform(0.01, 0.03, 50)
-    same = run2 + rng.normal(0, 1e-4, 50)  # no real difference
+    run2 = {42: 0.0100, 43: 0.0130, 44: 0.0090}
+    same = {42: 0.0101, 43: 0.0127, 44: 0.0092}  # seed to seed as run 2: no real difference
     measured = {1: ("grayish purple/mauve", "gray", "grayish"),
                 2: ("pink/red", "brown/orange (muted)", "brownish/reddish"),
                 3: ("green", "blue", "green faces, blue background"),
@@ -74,14 +80,26 @@ def test_report_verdicts_compare_each_comment_with_its_measurement():
     verdicts = experiments.report_verdicts(fake_table1(measured, same, run2))
     assert [v["verdict"] for v in verdicts] == ["holds", "holds", "does not hold", "holds"]
     assert "green faces" in verdicts[2]["measured"]
-    assert "paired t-test" in verdicts[3]["measured"]
-    better = run2 * 0.5  # three epochs halve every portrait's loss: a real difference
+    assert [(v["test"], v["replicates"]) for v in verdicts] == [
+        ("colour words of one run", 1)] * 3 + [("paired t-test", 3)]
+    assert "no difference detected" in verdicts[3]["measured"]
+    better = {seed: loss * 0.5 for seed, loss in run2.items()}  # halved from every seed
     verdicts = experiments.report_verdicts(fake_table1(measured, better, run2))
     assert verdicts[3]["verdict"] == "does not hold"
+    assert "run 4 is better" in verdicts[3]["measured"]
+
+
+def test_run_4_against_run_2_is_untested_with_one_training_run_each():
+    # However many portraits measured them, two models of one seed each test no choice.
+    measured = {run: ("gray", "gray", "grayish") for run in (1, 2, 3, 4)}
+    verdicts = experiments.report_verdicts(fake_table1(measured, {42: 0.005}, {42: 0.008}))
+    assert verdicts[3]["verdict"] == "untested"
+    assert (verdicts[3]["test"], verdicts[3]["replicates"]) == ("none (one seed)", 1)
+    assert "run 4 0.0050, run 2 0.0080" in verdicts[3]["measured"]
 
 
 def test_a_comment_true_of_one_region_partly_holds():
-    run2 = np.linspace(0.01, 0.03, 20)
+    run2 = {42: 0.01}
     measured = {1: ("grayish green", "blue (muted)", "grayish green faces, blue (muted) "
                     "background"),
                 2: ("grayish pink/red", "blue", "grayish pink/red faces, blue background"),
@@ -92,10 +110,16 @@ def test_a_comment_true_of_one_region_partly_holds():
                                                      "does not hold"]
 
 
-def test_epochs_verdict_measures_the_gain_up_to_epoch_ten():
+def test_epochs_verdict_compares_the_first_and_the_last_epoch_up_to_ten():
     falling = [{"epoch": e, "val_loss": 0.1 / (1 + e)} for e in range(0, 16)]
     verdict = experiments.epochs_verdict(falling)
-    assert verdict["verdict"] == "does not hold" and "at epoch 10" in verdict["measured"]
+    assert verdict["verdict"] == "does not hold" and "after epoch 10" in verdict["measured"]
+    assert verdict["replicates"] == 1
+    # A low epoch in the middle is chosen after looking: the last epoch decides.
+    dip = [{"epoch": 0, "val_loss": 0.5}] + [{"epoch": e, "val_loss": 0.02} for e in
+                                             range(1, 11)]
+    dip[5]["val_loss"] = 0.01
+    assert experiments.epochs_verdict(dip)["verdict"] == "holds"
     flat = [{"epoch": 0, "val_loss": 0.5}] + [{"epoch": e, "val_loss": 0.02 - 1e-5 * e}
                                               for e in range(1, 5)]
     verdict = experiments.epochs_verdict(flat)
@@ -132,10 +156,6 @@ def test_verdicts_without_enough_numbers_say_so_instead_of_crashing():
         experiments.overfit_verdict([{"epoch": 0, "val_loss": 0.1}], 10)
     with pytest.raises(ValueError, match="two training sets"):
         experiments.sources_verdict([])
-    one_portrait = np.array([0.01])
-    measured = {run: ("gray", "gray", "grayish") for run in (1, 2, 3, 4)}
-    verdicts = experiments.report_verdicts(fake_table1(measured, one_portrait, one_portrait))
-    assert verdicts[3]["verdict"] == "untested"
 
 
 def test_overfit_runs_reuse_a_model_yet_each_run_is_a_fresh_one():

@@ -18,7 +18,7 @@ LAYERS = {
     "model": 3, "losses": 3, "features": 3,
     "train": 4, "trained_model": 4, "precision": 4, "runs": 4, "trainer": 4,
     "evaluate": 5, "colorize": 5, "colorize_video": 5,
-    "experiments": 6, "studies": 6, "budget": 6,
+    "experiments": 6, "studies": 6, "budget": 6, "verdicts": 6,
     "course": 7, "records": 7,
     "__main__": 8,
 }

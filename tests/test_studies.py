@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import small_config
-from scipy import stats
 
 from koala_lib import studies
 from koala_lib.studies import StudyRun
@@ -64,38 +63,6 @@ def test_the_seed_table_gives_mean_and_standard_deviation_per_setting():
     assert a["gap mean"] == pytest.approx(np.mean([0.5, 1.0]))
     assert a["held-out loss"] == "2 ± 1.4"
     assert np.isnan(b["held-out loss sd"]) and b["held-out loss"] == "5"
-
-
-def test_a_difference_counts_when_a_paired_test_over_the_seeds_finds_it():
-    def runs(name, values):
-        return [_run(name, seed, [9.0, 9.0, value], [1.0, 1.0, 1.0])
-                for seed, value in enumerate(values, start=1)]
-
-    # x is lower than y by about 1 on every seed: paired, the difference is clear.
-    rows = studies.seed_table(runs("x", [1.0, 2.0, 3.0]) + runs("y", [2.1, 2.9, 4.0])
-                              + runs("z", [5.0, 1.5, 3.0]))
-    clear = studies.difference_verdict(rows, "held-out loss", between=("y", "x"))
-    assert clear["compared"] == "x vs y" and clear["verdict"].startswith("x is better")
-    assert clear["p"] == pytest.approx(stats.ttest_rel([1, 2, 3], [2.1, 2.9, 4.0]).pvalue)
-    assert "paired over 3 seeds" in clear["verdict"]
-    # The same means with differences that disagree between seeds: not detected.
-    noisy = studies.difference_verdict(rows, "held-out loss", between=("x", "z"))
-    assert noisy["verdict"].startswith("no difference detected")
-    higher = studies.difference_verdict(rows, "held-out loss", lower_is_better=False,
-                                        between=("x", "y"))
-    assert higher["verdict"].startswith("y is better")
-    assert studies.difference_verdict(rows, "held-out loss")["compared"] == "x vs y"
-    # Other seeds: Welch's test; one seed: no test.
-    welch = studies.seed_table(runs("x", [1.0, 1.1]) + [
-        _run("w", seed, [9.0, 9.0, v], [1.0, 1.0, 1.0]) for seed, v in ((5, 3.0), (6, 3.1))])
-    assert "Welch" in studies.difference_verdict(welch, "held-out loss")["verdict"]
-    single = studies.seed_table(runs("x", [1.0]) + runs("y", [2.0]))
-    assert studies.difference_verdict(single, "held-out loss")["verdict"] == (
-        "one seed: no test possible")
-    with pytest.raises(ValueError, match="no setting"):
-        studies.difference_verdict(rows, "held-out loss", between=("x", "w"))
-    with pytest.raises(ValueError, match="two settings"):
-        studies.difference_verdict(rows[:1], "held-out loss")
 
 
 def test_a_fixed_row_reads_a_prediction_that_needs_no_training():
