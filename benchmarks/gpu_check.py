@@ -2,7 +2,7 @@
 Colab runs them, then the training benchmark, on one GPU with ``KERAS_BACKEND=jax``; JSON.
 
     python benchmarks/gpu_check.py --pack        # here, beside ../shared: the data archive
-    KERAS_BACKEND=jax python benchmarks/gpu_check.py [--dry-run] [--out DIR]
+    KERAS_BACKEND=jax PYTHONPATH=tests python benchmarks/gpu_check.py [--dry-run] [--out DIR]
 
 A device call carries 64 MiB of the working tree and no ``../shared``, and the device has no
 internet. So ``--pack`` writes the portraits as one archive under :data:`ARCHIVE_LIMIT`
@@ -138,8 +138,13 @@ def run_notebook(stem: str, build: Path, profile: str, drive: Path, portraits: P
     import papermill as pm
 
     # The LFW stand-in lives with the tests: tests/ is on the path (make gpu-check's
-    # PYTHONPATH; pytest's, in the dry run), and only this function needs it.
-    from standins.lfw_layout import fake_lfw
+    # PYTHONPATH), and only this function needs it.
+    try:
+        from standins.lfw_layout import fake_lfw
+    except ImportError as missing:
+        raise SystemExit("gpu_check.py needs tests/ on the path for its offline stand-ins: "
+                         "run `make gpu-check`, or PYTHONPATH=tests python "
+                         "benchmarks/gpu_check.py") from missing
 
     from koala_lib.course import SETTINGS
     from koala_lib.records import with_record

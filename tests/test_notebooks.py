@@ -429,6 +429,9 @@ def gpu_check_dry_run(portrait_folder, tmp_path_factory) -> dict:
         drive_like_kernel(gpu_check.ROOT / "build" / "gpu-check" / "drive", monkeypatch)
         env = {**os.environ, "KOALA_DATA_DIR": str(portrait_folder)}
         env.pop("KOALA_PROFILE", None)
+    # As `make gpu-check` runs it: tests/ on the path, for the LFW stand-in.
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"),
+                                         *filter(None, [env.get("PYTHONPATH")])])
     for flags in (["--pack"], ["--dry-run", "--out", str(tmp_path_factory.mktemp("json"))]):
         done = subprocess.run([sys.executable, str(gpu_check.ROOT / "benchmarks" /
                                                    "gpu_check.py"), *flags],
