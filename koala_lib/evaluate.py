@@ -7,8 +7,11 @@ the metrics compare 8-bit sRGB images.
 
 * :func:`predict_ab` and :func:`measure`: a model's predictions for images of a
   :class:`~koala_lib.data.PortraitData` and their metrics;
-* :func:`baselines`: what needs no training: gray (a = b = 0) and the training images'
-  mean a,b everywhere;
+* :func:`baselines`: what needs no training: gray (a = b = 0), the training images'
+  mean a,b everywhere and their mean a,b position by position (portraits are framed
+  alike, so that map is a "mean colouring");
+* :func:`predictions`: the baselines and models' predictions for the same images, by name
+  (:func:`against_baselines` compares them with one model's);
 * :func:`compare`: several predictions for the same images -> one table
   (:func:`summary_row`, the one mapping from a metric summary to a table row);
 * :func:`load_folder` and :func:`evaluate_folder`: the same for any folder of colour photos
@@ -34,8 +37,9 @@ from koala_lib.trainer import colorizer_of
 
 GRAY = "gray (a = b = 0)"
 TRAIN_MEAN = "training mean a,b"
+PER_PIXEL_MEAN = "per-pixel training mean a,b"
 TRAINED = "trained model"
-METRIC_COLUMNS = ("images", "held-out loss", "PSNR (dB)", "SSIM", "colourfulness",
+METRIC_COLUMNS = ("images", "held-out loss", "PSNR (dB)", "SSIM", "ΔE00", "colourfulness",
                   "colourfulness gap", "mean chroma", "mean hue (deg)", "faces", "background",
                   "measured")
 
@@ -49,10 +53,13 @@ __all__ = [
     "compare",
     "constant_loss",
     "evaluate_folder",
+    "gray_summary",
     "load_folder",
     "mean_ab",
     "measure",
+    "per_pixel_mean_ab",
     "predict_ab",
+    "predictions",
     "quality_targets",
     "summary_row",
     "table_markdown",
@@ -123,21 +130,56 @@ def mean_ab(data: PortraitData, indices) -> np.ndarray:
     return (total / (len(indices) * data.image_size ** 2)).astype(np.float32)
 
 
+def per_pixel_mean_ab(data: PortraitData, indices) -> np.ndarray:
+    """The mean scaled a,b of ``indices`` position by position (S, S, 2) float32."""
+    total = sum(ab.sum(axis=0, dtype=np.float64) for ab in _ab_batches(data, indices))
+    return (total / len(indices)).astype(np.float32)
+
+
 def constant_loss(data: PortraitData, indices, value) -> float:
-    """The report's loss of predicting the constant scaled a,b ``value`` everywhere."""
+    """The report's loss of predicting the same scaled a,b ``value`` for every image: a
+    constant (2,) everywhere, or an (S, S, 2) map, one a,b per position."""
     value = np.asarray(value, np.float32)
     total = sum(float(np.square(ab - value).sum(dtype=np.float64))
                 for ab in _ab_batches(data, indices))
     return total / (len(indices) * data.image_size ** 2 * 2)
 
 
-def baselines(count: int, image_size: int, train_mean) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def baselines(count: int, image_size: int, train_mean, per_pixel_mean=None
+              ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Predictions that need no training for ``count`` images: gray (a = b = 0) everywhere,
-    and the training mean scaled a,b everywhere. Returns {name: (scaled a,b, constant)};
-    the a,b are read-only broadcast views, so they take no memory."""
+    the training mean scaled a,b everywhere and, when ``per_pixel_mean`` (S, S, 2) is given,
+    that map for every image. Returns {name: (scaled a,b, constant or map)}; the a,b are
+    read-only broadcast views, so they take no memory."""
     shape = (count, image_size, image_size, 2)
     constants = {GRAY: np.zeros(2, np.float32), TRAIN_MEAN: np.asarray(train_mean, np.float32)}
+    if per_pixel_mean is not None:
+        constants[PER_PIXEL_MEAN] = np.asarray(per_pixel_mean, np.float32)
     return {name: (np.broadcast_to(value, shape), value) for name, value in constants.items()}
+
+
+def predictions(data: PortraitData, indices, models=None, train_indices=None) -> dict:
+    """Predictions for ``indices`` by name, each sliceable like an (N, S, S, 2) array: gray
+    first, then with ``train_indices`` the training mean a,b and the per-pixel training
+    mean a,b (of those images), then one :class:`PredictedAB` for each of ``models``
+    ({name: keras model, or (model, temperature) for a classification read-out})."""
+    indices = _check_not_empty(indices)
+    shape = (len(indices), data.image_size, data.image_size, 2)
+    found = {GRAY: np.broadcast_to(np.zeros(2, np.float32), shape)}
+    if train_indices is not None:  # gray again, then the two training means
+        found.update({name: predicted for name, (predicted, _) in baselines(
+            len(indices), data.image_size, mean_ab(data, train_indices),
+            per_pixel_mean_ab(data, train_indices)).items()})
+    for name, entry in (models or {}).items():
+        model, temperature = entry if isinstance(entry, tuple) else (entry, None)
+        found[name] = PredictedAB(model, data, indices, temperature=temperature)
+    return found
+
+
+def gray_summary(data: PortraitData, indices) -> dict:
+    """The :func:`measure` summary of gray output (a = b = 0) for ``indices``: the row
+    every table of studies compares with."""
+    return measure(data, indices, predictions(data, indices)[GRAY])[1]
 
 
 # --- metrics and tables --------------------------------------------------------------------
@@ -172,6 +214,7 @@ def summary_row(summary: dict, **leading) -> dict:
         "held-out loss": summary["loss"],
         "PSNR (dB)": summary["psnr"],
         "SSIM": summary["ssim"],
+        "ΔE00": summary["delta_e"],
         "colourfulness": summary["colourfulness"],
         "colourfulness gap": summary["colourfulness_gap"],
         "mean chroma": summary["chroma"],
@@ -202,15 +245,14 @@ def compare(data: PortraitData, indices, predictions: dict) -> Comparison:
     return result
 
 
-def against_baselines(model, data: PortraitData, indices, train_mean,
+def against_baselines(model, data: PortraitData, indices, train_indices,
                       temperature: float | None = None) -> Comparison:
-    """The gray and mean-a,b baselines and ``model``'s predictions for ``indices``, compared
-    (rows in that order; ``train_mean``: the training images' mean scaled a,b;
-    ``temperature``: a classification model's read-out, None for the default)."""
-    predictions = {name: predicted for name, (predicted, _) in
-                   baselines(len(indices), data.image_size, train_mean).items()}
-    predictions[TRAINED] = PredictedAB(model, data, indices, temperature=temperature)
-    return compare(data, indices, predictions)
+    """``model``'s predictions for ``indices`` beside the baselines of :func:`predictions`
+    (rows: gray, training mean a,b, per-pixel training mean a,b of ``train_indices``, then
+    the trained model; ``temperature``: a classification model's read-out, None for the
+    default)."""
+    return compare(data, indices, predictions(data, indices, {TRAINED: (model, temperature)},
+                                              train_indices))
 
 
 def _format(value) -> str:
@@ -246,7 +288,8 @@ def choose_temperature(summaries: dict, gray: dict, ssim_margin: float = 0.01):
 def quality_targets(gray: dict, regression: dict, classification: dict,
                     cross: dict) -> list[dict]:
     """Notebook 09's quality targets, measured: ``gray``, ``regression`` and ``classification`` are
-    summaries on the validation persons (the two heads trained with the same budget);
+    summaries on the test persons (the two heads trained with the same budget; the
+    validation persons chose the temperature, so they are not where it is judged);
     ``cross`` maps names ("gray", "regression", "classification") to summaries of models
     trained on one source and scored on the other. One row per target: what it asks, what
     was measured, and whether it was met."""
@@ -308,7 +351,11 @@ def evaluate_folder(folder, trained, extractor, image_size: int | None = None,
     indices = data.indices("all")
     recorded = trained.description.train_mean_ab
     train_mean = np.asarray(recorded, np.float32) if recorded else mean_ab(data, indices)
-    result = against_baselines(trained.model, data, indices, train_mean, trained.temperature)
+    # No per-pixel map: a saved model records only its training mean a,b.
+    found = {name: predicted for name, (predicted, _) in
+             baselines(len(indices), size, train_mean).items()}
+    found[TRAINED] = PredictedAB(trained.model, data, indices, temperature=trained.temperature)
+    result = compare(data, indices, found)
     return {
         "folder": str(folder), "model": str(trained.path), "head": trained.head,
         "temperature": trained.temperature if trained.head == "classification" else None,

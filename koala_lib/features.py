@@ -346,14 +346,17 @@ class FeatureExtractor:
         ``lightness`` is L in [0, 100], (N, H, W[, 1]): an array, a memory map, or anything
         that slices like one (``PreparedSet.lightness_view``). It is handed to
         :meth:`embedder` ``chunk`` images at a time, so the host's memory stays flat however
-        many images there are.
+        many images there are. ``verbose``: a progress bar (tqdm, whatever the count); Keras'
+        own is never shown.
         """
         count = len(lightness)
         output = np.empty((count, self.embedding_dim), np.float32)
         from tqdm.auto import tqdm
 
+        # Keras' predict gets verbose=0 always: handed ``verbose`` for a set of one chunk, it
+        # printed its own bar, raw text in a notebook's output beside the tqdm bars.
         with tqdm(total=count, desc=f"embedding ({self.name})", unit="img",
-                  disable=not verbose or count <= chunk) as bar:
+                  disable=not verbose) as bar:
             for start in range(0, count, chunk):
                 part = np.asarray(lightness[start : start + chunk], np.float32)
                 if part.ndim == 3:
@@ -361,7 +364,7 @@ class FeatureExtractor:
                 if part.ndim != 4 or part.shape[-1] != 1:
                     raise ValueError(f"expected L of shape (N, H, W[, 1]), got {part.shape}.")
                 output[start : start + len(part)] = self._graph(1, part.shape[1:3]).predict(
-                    part, batch_size=batch_size, verbose=verbose if count <= chunk else 0)
+                    part, batch_size=batch_size, verbose=0)
                 bar.update(len(part))
         return output
 

@@ -15,7 +15,13 @@ from the image's own stored L and the predicted a,b.
   mean(yb)^2)``. About 0 for gray, 15-35 for "slightly" to "fairly colourful" photos.
   The gap is prediction minus truth: negative means washed out ("grayish").
 * **Chroma and hue** in Lab: mean chroma sqrt(a^2 + b^2) of the pixels, and the hue of
-  the mean a,b (degrees; 0 red-magenta, about 40-70 skin and brown, 90 yellow).
+  the mean a,b (degrees; 0 red-magenta, about 40-70 skin and brown, 90 yellow). Per region
+  (below) the chroma that grades the colour words is the chroma of the region's mean a,b,
+  so pixels whose hues cancel (mottled noise) do not count as colour; the mean per-pixel
+  chroma is kept beside it, and their ratio (the consistency) tells mottled from gray.
+* **CIEDE2000** (``delta_e``): the mean over the pixels of the CIEDE2000 difference between
+  the truth's and the prediction's Lab (``skimage.color.deltaE_ciede2000``; about 1 is a
+  just-noticeable difference).
 * **MSE on a,b**, the training loss: mean squared error of the a,b scaled by 1/128.
 * **Face and background**, measured apart (:func:`region_masks`): a portrait's mean a,b is
   dominated by its background, so a blue background and green faces average to a hue that
@@ -34,7 +40,8 @@ PSNR_CAP = 100.0
 SSIM_SIGMA = 1.5
 PROTOCOL = ("8-bit sRGB at the model's input size (the prepared square crop), prediction = "
             "stored L + predicted a,b; PSNR capped at 100 dB; SSIM Gaussian sigma 1.5, "
-            "population covariance, mean over R, G, B")
+            "population covariance, mean over R, G, B; ΔE00: mean per-pixel CIEDE2000 of "
+            "the two images' Lab")
 
 __all__ = [
     "PROTOCOL",
@@ -114,19 +121,21 @@ def region_masks(size: int) -> dict[str, np.ndarray]:
 
 
 def region_colours(lab) -> dict[str, float]:
-    """Per region of one square Lab image: ``<region>_chroma`` (the mean chroma),
-    ``<region>_hue`` (the hue of the mean a,b, degrees) and ``<region>_consistency``
-    (|mean a,b| / mean |a,b|: 1 when every pixel has the same hue, near 0 when the hues
-    cancel, a mottled region)."""
+    """Per region of one square Lab image: ``<region>_chroma`` (the chroma of the mean
+    a,b), ``<region>_hue`` (the hue of the mean a,b, degrees), ``<region>_pixel_chroma``
+    (the mean chroma of the pixels) and ``<region>_consistency`` (chroma / pixel chroma:
+    1 when every pixel has the same hue, near 0 when the hues cancel, a mottled region;
+    1 for a region without chroma)."""
     lab = np.asarray(lab, np.float64)
     colours = {}
     for region, mask in region_masks(lab.shape[0]).items():
         pixels = lab[mask][None]  # (1, P, 3): one row of the region's pixels
-        chroma = float(color.chroma(pixels).mean())
+        chroma = float(np.hypot(*pixels[0, :, 1:].mean(axis=0)))
+        pixel_chroma = float(color.chroma(pixels).mean())
         colours[f"{region}_chroma"] = chroma
         colours[f"{region}_hue"] = _mean_hue(pixels)
-        mean_chroma = float(np.hypot(*pixels[0, :, 1:].mean(axis=0)))
-        colours[f"{region}_consistency"] = mean_chroma / chroma if chroma else 1.0
+        colours[f"{region}_pixel_chroma"] = pixel_chroma
+        colours[f"{region}_consistency"] = chroma / pixel_chroma if pixel_chroma else 1.0
     return colours
 
 
@@ -153,6 +162,7 @@ def evaluate(truth_rgb, predicted_rgb) -> dict[str, np.ndarray]:
             "chroma_truth": float(color.chroma(truth_lab).mean()),
             "hue": _mean_hue(predicted_lab),
             "ab_mse": float(np.mean(scaled_error ** 2)),
+            "delta_e": float(color.delta_e(truth_lab, predicted_lab).mean()),
         }
         if square:
             row.update(region_colours(predicted_lab))
@@ -193,10 +203,13 @@ HUE_FAMILIES = ((320.0, 20.0, "pink/red"), (20.0, 80.0, "brown/orange"),
                 (80.0, 110.0, "yellow"), (110.0, 180.0, "green"), (180.0, 220.0, "teal"),
                 (220.0, 300.0, "blue"), (300.0, 320.0, "purple/mauve"))
 SKIN_FAMILIES = ("pink/red", "brown/orange")
+# The fractions compare the chroma of a region's mean a,b with the truth's.
 COLOURLESS_FRACTION = 0.25  # under a quarter of the truth's chroma: "gray", no hue to name
 GRAY_FRACTION = 0.5  # under half: "grayish <hue>" (the report's "grayish")
 MUTED_FRACTION = 0.8  # under 80%: "<hue> (muted)"
-MOTTLED_CONSISTENCY = 0.5  # the region's hues cancel to under half its chroma: "mottled"
+# The region's hues cancel to under half its per-pixel chroma, which is itself at least
+# COLOURLESS_FRACTION of the truth's: coloured pixels, but no colour, "mottled".
+MOTTLED_CONSISTENCY = 0.5
 
 
 def hue_family(hue: float) -> str:
@@ -209,14 +222,17 @@ def hue_family(hue: float) -> str:
 
 
 def describe_region(summary: dict[str, float], region: str) -> str:
-    """One region's colour in words and numbers (hue of the mean a,b in degrees, C the mean
-    chroma), the truth's beside: see :func:`describe_colour` for the words."""
+    """One region's colour in words and numbers (hue and chroma C of the region's mean
+    a,b), the truth's beside: see :func:`describe_colour` for the words."""
     ratio = summary[f"{region}_chroma"] / max(summary[f"{region}_chroma_truth"], 1e-9)
+    pixel_ratio = (summary[f"{region}_pixel_chroma"]
+                   / max(summary[f"{region}_pixel_chroma_truth"], 1e-9))
     family = hue_family(summary[f"{region}_hue"])
-    if ratio < COLOURLESS_FRACTION:
-        word = "gray"
-    elif summary[f"{region}_consistency"] < MOTTLED_CONSISTENCY:
+    if (summary[f"{region}_consistency"] < MOTTLED_CONSISTENCY
+            and pixel_ratio >= COLOURLESS_FRACTION):
         word = "mottled"
+    elif ratio < COLOURLESS_FRACTION:
+        word = "gray"
     elif ratio < GRAY_FRACTION:
         word = f"grayish {family}"
     else:
@@ -237,13 +253,16 @@ def region_family(word: str) -> str | None:
 def describe_colour(summary: dict[str, float]) -> str:
     """The report's vocabulary, decided by numbers instead of by eye, per region.
 
-    Each region (:func:`region_masks`) is "gray" under a quarter of the truth's chroma
-    there, "mottled" when its hues cancel, "grayish <family>" under half, else its hue
-    family (:data:`HUE_FAMILIES`), "(muted)" under 80%. The verdict is "grayish" when both
-    regions are under half the truth's chroma, "brownish/reddish" when both are
-    skin-coloured (a tint counts, "gray" does not), else what the faces and the background
-    are. Summaries without regions (images that are not square) fall back to the whole image's mean
-    chroma and hue.
+    Each region (:func:`region_masks`) is graded by the chroma of its mean a,b against the
+    truth's, so colours that cancel are no colour: "mottled" when its pixels are coloured
+    (per-pixel chroma at least a quarter of the truth's) but their hues cancel (the mean's
+    chroma under half the per-pixel chroma), else "gray" under a quarter of the truth's
+    chroma, "grayish <family>" under half, else its hue family (:data:`HUE_FAMILIES`),
+    "(muted)" under 80%. The verdict is "grayish" when both regions are under half the
+    truth's chroma and neither is mottled, "brownish/reddish" when both are skin-coloured (a
+    tint counts, "gray" does not), else what the faces and the background are. Summaries
+    without regions (images that are not square) fall back to the whole image's mean
+    per-pixel chroma and the hue of its mean a,b.
     """
     if "face_chroma" not in summary:
         ratio = summary["chroma"] / max(summary["chroma_truth"], 1e-9)
@@ -253,7 +272,7 @@ def describe_colour(summary: dict[str, float]) -> str:
     regions = ("face", "background")
     ratios = [summary[f"{r}_chroma"] / max(summary[f"{r}_chroma_truth"], 1e-9) for r in regions]
     words = [describe_region(summary, region).split(":")[0] for region in regions]
-    if max(ratios) < GRAY_FRACTION:
+    if max(ratios) < GRAY_FRACTION and "mottled" not in words:
         return "grayish"
     if all(region_family(word) in SKIN_FAMILIES for word in words):
         return "brownish/reddish"

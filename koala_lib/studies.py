@@ -115,6 +115,19 @@ def run_study(data: PortraitData, settings: dict[str, dict], base: TrainConfig, 
     return runs
 
 
+def scored_on(runs: list[StudyRun], data: PortraitData, held_out: dict[str, np.ndarray],
+              temperature: float | None = None) -> list[StudyRun]:
+    """Copies of ``runs`` (trained with ``keep_models``) scored on other images: ``data``'s
+    ``held_out`` sets ({name: indices}), e.g. portrait models on photos of scenes. Their
+    training history stays; their scores are the new sets'."""
+    if any(run.model is None for run in runs):
+        raise ValueError("scoring on other images needs the models: run the study with "
+                         "keep_models=True.")
+    return [replace(run, scores={name: measure(data, indices, PredictedAB(
+        run.model, data, indices, temperature=temperature))[1]
+        for name, indices in held_out.items()}) for run in runs]
+
+
 def _progress(total: int, show: bool):
     if not show:
         return None
@@ -146,15 +159,39 @@ def seed_table(runs: list[StudyRun], values: dict | None = None, **columns) -> l
                **{column: given[setting] for column, given in columns.items()},
                "seeds": len(chosen)}
         for column, read in values.items():
-            found = np.array([read(run) for run in chosen], np.float64)
-            mean = float(found.mean())
-            sd = float(found.std(ddof=1)) if len(found) > 1 else float("nan")
-            row[column] = f"{mean:.4g} ± {sd:.2g}" if np.isfinite(sd) else f"{mean:.4g}"
-            row[f"{column} mean"], row[f"{column} sd"] = mean, sd
-            row[f"{column} by seed"] = {run.seed: float(value)
-                                        for run, value in zip(chosen, found, strict=True)}
+            row |= _spread_columns(column, {run.seed: read(run) for run in chosen})
         rows.append(row)
     return rows
+
+
+def replicate_table(values: dict[str, dict], column: str, count: str = "seeds") -> list[dict]:
+    """:func:`seed_table`'s rows for replicates that are not training runs (clips, ...):
+    ``values`` is {setting: {replicate: value}}; one row per setting with "setting",
+    ``count`` (the number of replicates) and ``column``'s mean, sd, "mean ± sd" and
+    "<column> by seed" (the replicates, which
+    :func:`koala_lib.verdicts.difference_verdict` pairs)."""
+    empty = [setting for setting, found in values.items() if not found]
+    if empty:
+        raise ValueError(f"no replicates for {empty}: every setting needs a value at least.")
+    return [{"setting": setting, count: len(found), **_spread_columns(column, found)}
+            for setting, found in values.items()]
+
+
+def _spread_columns(column: str, by_replicate: dict) -> dict:
+    """``column``'s cells of a row from its replicates' values ({replicate: value}): the
+    mean, the standard deviation (ddof 1; NaN for one), "mean ± sd" as text, and the values
+    ("<column> by seed")."""
+    found = {replicate: float(value) for replicate, value in by_replicate.items()}
+    values = np.array(list(found.values()), np.float64)
+    mean = float(values.mean())
+    sd = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+    return {column: _mean_sd_text(mean, sd), f"{column} mean": mean, f"{column} sd": sd,
+            f"{column} by seed": found}
+
+
+def _mean_sd_text(mean: float, sd: float) -> str:
+    """A table cell: "mean ± sd", or the mean alone where there is no spread (NaN)."""
+    return f"{mean:.4g} ± {sd:.2g}" if np.isfinite(sd) else f"{mean:.4g}"
 
 
 def fixed_row(setting: str, scores: dict, values: dict) -> dict:
@@ -165,7 +202,8 @@ def fixed_row(setting: str, scores: dict, values: dict) -> dict:
     row = {"setting": setting, "seeds": "-"}
     for column, read in values.items():
         value = float(read(run))
-        row[column], row[f"{column} mean"], row[f"{column} sd"] = f"{value:.4g}", value, np.nan
+        row[column] = _mean_sd_text(value, np.nan)
+        row[f"{column} mean"], row[f"{column} sd"] = value, np.nan
     return row
 
 

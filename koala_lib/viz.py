@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -17,6 +18,10 @@ from koala_lib.environment import figures_dir
 
 # L used to render the a and b channels in colour: bright enough that hues are visible.
 CHANNEL_RENDER_L = 70.0
+
+# Characters of a 10 pt column title per inch of column: DejaVu Sans sets 12.5-15.5 a inch,
+# and a column leaves its title a little less than its width (the gaps between images).
+TITLE_CHARACTERS_PER_INCH = 11
 
 
 def save_fig(name: str, fig=None, tight_layout: bool = True, resolution: int = 150) -> Path:
@@ -78,7 +83,11 @@ def plot_lab_channels(rgb, title: str | None = None):
 
 def image_grid(columns: Mapping[str, Sequence], row_labels: Sequence[str] | None = None,
                size: float = 2.4):
-    """A grid with one column per entry of ``columns`` (title -> images), one row per image."""
+    """A grid with one column per entry of ``columns`` (title -> images), one row per image.
+
+    Titles are wrapped to the column's width (``size`` inches), so long ones never run into
+    their neighbours; a title's own line breaks are kept.
+    """
     titles = list(columns)
     if not titles:
         raise ValueError("image_grid needs at least one column of images.")
@@ -99,13 +108,21 @@ def image_grid(columns: Mapping[str, Sequence], row_labels: Sequence[str] | None
             else:
                 _show(axes[row, col], color.as_float_rgb(image), "")
             if row == 0:
-                axes[row, col].set_title(title, fontsize=10)
+                axes[row, col].set_title(_wrap_title(title, size), fontsize=10)
     if row_labels is not None:
         if len(row_labels) != n_rows:
             raise ValueError(f"{len(row_labels)} row labels for {n_rows} rows.")
         for row, label in enumerate(row_labels):
             _label_row(axes[row, 0], label)
     return fig
+
+
+def _wrap_title(title: str, size: float) -> str:
+    """``title`` broken into lines that fit a column ``size`` inches wide (at least 8
+    characters a line; words longer than that are split, its own line breaks kept)."""
+    width = max(8, int(size * TITLE_CHARACTERS_PER_INCH))
+    return "\n".join(textwrap.fill(line, width, break_on_hyphens=False)
+                     for line in str(title).split("\n"))
 
 
 def _label_row(ax, label: str, horizontal: bool = False) -> None:
@@ -119,13 +136,39 @@ def _label_row(ax, label: str, horizontal: bool = False) -> None:
         ax.set_ylabel(label, fontsize=9)
 
 
-def comparison_grid(gray, predicted, truth, row_labels: Sequence[str] | None = None,
-                    predicted_title: str = "Prediction"):
-    """Gray input / prediction / ground truth, one row per image (RGB images or batches)."""
-    return image_grid(
-        {"Gray input": gray, predicted_title: predicted, "Ground truth": truth},
-        row_labels=row_labels,
-    )
+COMPARISON_INPUT, COMPARISON_TRUTH = "gray input", "truth"
+
+
+def comparison_grid(lightness, predictions: Mapping[str, object], truth_ab,
+                    row_labels: Sequence[str] | None = None, size: float = 1.8):
+    """The model's colorizations side by side, one row per image: the gray input (L with
+    a = b = 0), one column per entry of ``predictions`` ({title: scaled a,b (N, S, S, 2)}),
+    then the truth. ``lightness`` is the scaled L (N, S, S, 1) and ``truth_ab`` the scaled
+    a,b, as the model sees them (``PreparedSet.model_arrays``)."""
+    lightness = np.asarray(lightness, np.float32)
+    truth_ab = np.asarray(truth_ab, np.float32)
+    if lightness.ndim != 4 or lightness.shape[-1] != 1:
+        raise ValueError(f"comparison_grid needs scaled L of shape (N, S, S, 1), got "
+                         f"{lightness.shape}.")
+    expected = (*lightness.shape[:-1], 2)
+    ab_columns = {COMPARISON_TRUTH: truth_ab}
+    for title, ab in predictions.items():
+        if title in (COMPARISON_INPUT, COMPARISON_TRUTH):
+            raise ValueError(f"a prediction titled {title!r} would hide the grid's own "
+                             f"{title!r} column: name it otherwise.")
+        ab_columns[title] = np.asarray(ab, np.float32)
+    for title, ab in ab_columns.items():
+        count = len(ab) if ab.ndim else 0
+        if count != len(lightness):
+            raise ValueError(f"{title!r} has {count} images for {len(lightness)} gray inputs: "
+                             "every column needs one image a row.")
+        if ab.shape != expected:
+            raise ValueError(f"{title!r} has a,b of shape {ab.shape}; the gray inputs "
+                             f"{lightness.shape} need {expected}.")
+    columns = {COMPARISON_INPUT: color.model_to_rgb(lightness, np.zeros(expected, np.float32))}
+    columns |= {title: color.model_to_rgb(lightness, ab_columns[title]) for title in predictions}
+    columns[COMPARISON_TRUTH] = color.model_to_rgb(lightness, truth_ab)
+    return image_grid(columns, row_labels=row_labels, size=size)
 
 
 def ab_shift_explorer(rgb, max_shift: int = 60):

@@ -147,6 +147,30 @@ def test_roots_json_places_a_top_level_name_in_another_folder_and_rows_stay_insi
         list_images(folder)
 
 
+def test_black_and_white_files_are_the_manifest_rows_that_are_not_rgb(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    for made in (elsewhere, tmp_path / "set" / "old"):
+        made.mkdir(parents=True)
+    folder = folder_with_manifest(tmp_path / "set", "path,mode\na.png,RGB\nold/b.png,L\n"
+                                  "far/c.png,l\nd.png,\n", images=("a.png", "old/b.png", "d.png"))
+    photo_file(elsewhere / "c.png", 3)
+    (folder / "roots.json").write_text(json.dumps({"far": str(elsewhere)}))
+
+    found = data.black_and_white_files(folder)
+    # Sorted; "far/..." read where roots.json puts it, as PortraitData.file reads it; an
+    # empty mode is colour, as list_images counts it.
+    assert found == sorted([elsewhere / "c.png", folder / "old" / "b.png"])
+    assert set(found).isdisjoint(data.list_images(folder))
+    assert data.black_and_white_files(folder, limit=1) == found[:1]
+    assert data.black_and_white_files(tmp_path / "no manifest here") == []
+
+
+def test_the_shared_folders_black_and_white_portraits_are_its_grayscale_ones(portrait_folder):
+    found = data.black_and_white_files(portrait_folder, limit=5)
+    assert len(found) == 5 and found == sorted(found)
+    assert all(path.parent.name == "us_congress_grayscale" and path.is_file() for path in found)
+
+
 @pytest.mark.parametrize("roots_text", ['{"far": "relative/folder"}', '["far"]',
                                         '{"a/b": "/x"}', "not json"])
 def test_a_roots_file_that_is_not_names_to_absolute_folders_is_a_value_error_naming_it(

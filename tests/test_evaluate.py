@@ -123,14 +123,76 @@ def test_baselines_and_the_summary_row():
     gray, mean = evaluate.baselines(3, 8, [0.1, -0.2]).values()
     assert gray[0].shape == (3, 8, 8, 2) and not gray[0].any()
     np.testing.assert_allclose(mean[0][2, 7, 7], [0.1, -0.2])
+    per_pixel = np.arange(8 * 8 * 2, dtype=np.float32).reshape(8, 8, 2) / 128
+    found = evaluate.baselines(3, 8, [0.1, -0.2], per_pixel)
+    assert list(found) == [evaluate.GRAY, evaluate.TRAIN_MEAN, evaluate.PER_PIXEL_MEAN]
+    view, constant = found[evaluate.PER_PIXEL_MEAN]
+    assert view.shape == (3, 8, 8, 2) and not view.flags.writeable
+    np.testing.assert_array_equal(view[2], per_pixel)
+    np.testing.assert_array_equal(constant, per_pixel)
     truth = np.zeros((2, 16, 16, 3))
     truth[..., 0] = 0.8  # red-ish
     summary = metrics.summarize(metrics.evaluate(truth, np.full_like(truth, 0.5)))
     summary["loss"] = 0.25
     row = evaluate.summary_row(summary, run="x")
     assert list(row)[:3] == ["run", "images", "held-out loss"]
+    assert list(row)[4:6] == ["SSIM", "ΔE00"] and row["ΔE00"] > 1
     assert row["held-out loss"] == 0.25 and row["measured"].startswith("grayish")
     assert evaluate.table_markdown([row]).startswith("| run | images | held-out loss |")
+
+
+def test_predictions_put_the_baselines_first_and_compute_the_training_means(ci_data):
+    keras.utils.set_random_seed(0)
+    model = build_colorizer(ci_data.image_size, ci_data.embeddings.shape[1])
+    held_out, train = ci_data.indices("val")[:5], ci_data.indices("train")[:40]
+    found = evaluate.predictions(ci_data, held_out, {"mse": model, "cls": (model, 0.38)}, train)
+    assert list(found) == [evaluate.GRAY, evaluate.TRAIN_MEAN, evaluate.PER_PIXEL_MEAN,
+                           "mse", "cls"]
+    size = ci_data.image_size
+    for predicted in found.values():
+        assert predicted.shape == (5, size, size, 2) and len(predicted) == 5
+        assert np.asarray(predicted[1:3]).shape == (2, size, size, 2)
+    assert not np.asarray(found[evaluate.GRAY]).any()
+    train_ab = ci_data.prepared.model_arrays(train)[1].astype(np.float64)
+    np.testing.assert_allclose(found[evaluate.PER_PIXEL_MEAN][4], train_ab.mean(axis=0),
+                               atol=1e-6)
+    np.testing.assert_allclose(found[evaluate.TRAIN_MEAN][0, 3, 3],
+                               train_ab.mean(axis=(0, 1, 2)), atol=1e-6)
+    assert found["mse"].temperature is None and found["cls"].temperature == 0.38
+    assert found["cls"].model is model
+    assert list(evaluate.predictions(ci_data, held_out)) == [evaluate.GRAY]
+    # The per-pixel map's loss, by constant_loss and by hand.
+    held_ab = ci_data.prepared.model_arrays(held_out)[1].astype(np.float64)
+    per_pixel = evaluate.per_pixel_mean_ab(ci_data, train)
+    assert per_pixel.shape == (size, size, 2) and per_pixel.dtype == np.float32
+    assert evaluate.constant_loss(ci_data, held_out, per_pixel) == pytest.approx(
+        np.mean(np.square(held_ab - per_pixel)), rel=1e-6)
+
+
+def test_the_gray_summary_is_the_measure_of_zeros(ci_data):
+    held_out = ci_data.indices("val")[:6]
+    size = ci_data.image_size
+    _, expected = evaluate.measure(ci_data, held_out, np.zeros((6, size, size, 2), np.float32))
+    assert evaluate.gray_summary(ci_data, held_out) == expected
+
+
+def test_against_baselines_compares_the_model_with_the_three_baselines(ci_data, monkeypatch):
+    keras.utils.set_random_seed(0)
+    model = build_colorizer(ci_data.image_size, ci_data.embeddings.shape[1])
+    held_out, train = ci_data.indices("val")[:4], ci_data.indices("train")[:20]
+    temperatures = []
+    real = evaluate.predict_scaled_ab
+
+    def recording(model, lightness, embeddings, temperature):
+        temperatures.append(temperature)
+        return real(model, lightness, embeddings, None)  # this model is a regression one
+
+    monkeypatch.setattr(evaluate, "predict_scaled_ab", recording)
+    result = evaluate.against_baselines(model, ci_data, held_out, train, temperature=0.5)
+    assert [row["prediction"] for row in result.rows] == [
+        evaluate.GRAY, evaluate.TRAIN_MEAN, evaluate.PER_PIXEL_MEAN, evaluate.TRAINED]
+    assert temperatures and set(temperatures) == {0.5}
+    assert result.rows[0]["ΔE00"] > 0
 
 
 def test_help_documents_the_protocol():

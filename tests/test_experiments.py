@@ -19,27 +19,35 @@ def test_table1_runner_fills_every_column(ci_data, tmp_path):
     result = experiments.run_table1(ci_data, tmp_path, base, batch_scale=0.5,
                                     max_micro_batch=8, runs=runs, verbose=0, seeds=(7, 8))
     assert [row["run"] for row in result.rows] == [
-        "baseline: gray (a = b = 0)", "baseline: training mean a,b", "run 1: 40/2/1",
-        "run 2: 4/3/2"]
+        "baseline: gray (a = b = 0)", "baseline: training mean a,b",
+        "baseline: per-pixel training mean a,b", "run 1: 40/2/1", "run 2: 4/3/2"]
     for row in result.rows:
         for column in experiments.TABLE_COLUMNS:
             assert row[column] not in (None, ""), (row["run"], column)
             if isinstance(row[column], float):
                 assert np.isfinite(row[column]), (row["run"], column)
-    gray = result.rows[0]
+    gray, mean, per_pixel = result.rows[:3]
     assert gray["mean chroma"] < 0.5 and gray["measured"].startswith("grayish")
-    assert "20 (x0.5 of 40)" in result.rows[2]["batch as run"]
-    assert [row["report"] for row in result.rows[2:]] == ['"more grayish"', '"Brownish"']
-    assert result.rows[2]["updates"] == 2 and result.rows[3]["updates"] == 6
+    # The mean a,b of every position fits the training images at least as well as one mean.
+    assert per_pixel["train loss"] <= mean["train loss"] < gray["train loss"]
+    assert gray["ΔE00"] > 0
+    assert "20 (x0.5 of 40)" in result.rows[3]["batch as run"]
+    assert [row["report"] for row in result.rows[3:]] == ['"more grayish"', '"Brownish"']
+    assert result.rows[3]["updates"] == 2 and result.rows[4]["updates"] == 6
     # Run 2 (a replicated run) trained from the base seed and two more; run 1 once.
-    assert (result.rows[2]["seeds"], result.rows[3]["seeds"]) == (1, 3)
-    losses = result.rows[3]["held-out loss by seed"]
+    assert (result.rows[3]["seeds"], result.rows[4]["seeds"]) == (1, 3)
+    losses = result.rows[4]["held-out loss by seed"]
     assert sorted(losses) == sorted({base.seed, 7, 8}) and len(set(losses.values())) == 3
-    assert losses[base.seed] == result.rows[3]["held-out loss"]
-    assert [row["replicates"] for row in result.rows[2:]] == [1, 1]  # colour words, one run
+    assert losses[base.seed] == result.rows[4]["held-out loss"]
+    spread = np.array(list(losses.values()))
+    assert result.rows[4]["held-out loss, all seeds"] == (
+        f"{spread.mean():.4f} ± {spread.std(ddof=1):.2g} (3 seeds)")
+    assert result.rows[3]["held-out loss, all seeds"] == "one seed"
+    assert [row["replicates"] for row in result.rows[3:]] == [1, 1]  # colour words, one run
+    assert [verdict["run"] for verdict in result.verdicts] == ["run 1: 40/2/1", "run 2: 4/3/2"]
     markdown, table = experiments.write_table(result.rows, tmp_path / "table1")
-    assert len(markdown.read_text().splitlines()) == 2 + 4  # header, rule, four rows
-    assert len(table.read_text().splitlines()) == 1 + 4
+    assert len(markdown.read_text().splitlines()) == 2 + 5  # header, rule, five rows
+    assert len(table.read_text().splitlines()) == 1 + 5
 
 
 def test_each_table1_run_quotes_its_own_report_comment():
@@ -78,7 +86,8 @@ def test_report_verdicts_compare_each_comment_with_its_measurement():
                 3: ("green", "blue", "green faces, blue background"),
                 4: ("gray", "gray", "grayish")}
     verdicts = experiments.report_verdicts(fake_table1(measured, same, run2))
-    assert [v["verdict"] for v in verdicts] == ["holds", "holds", "does not hold", "holds"]
+    assert [v["verdict"] for v in verdicts] == [
+        "holds", "holds", "does not hold", "consistent: no difference detected over 3 seeds"]
     assert "green faces" in verdicts[2]["measured"]
     assert [(v["test"], v["replicates"]) for v in verdicts] == [
         ("colour words of one run", 1)] * 3 + [("paired t-test", 3)]
@@ -133,6 +142,18 @@ def test_overfit_verdict_holds_only_when_the_loss_stalls():
     stalled = [{"epoch": e, "val_loss": 0.05 if e else 0.1} for e in range(0, 11)]
     verdict = experiments.overfit_verdict(stalled, 10)
     assert verdict["verdict"] == "holds" and "at step 10" in verdict["measured"]
+    assert "not falling after step 10" in verdict["measured"]
+
+
+def test_overfit_verdict_says_where_a_falling_loss_flattens():
+    # Falls 30% a recording until step 50, then flat: the claim of a stall after step 4
+    # does not hold, and the measurement names where the plateau begins.
+    plateau = [{"epoch": e, "val_loss": 0.1 * 0.7 ** min(e, 5)} for e in range(0, 11)]
+    verdict = experiments.overfit_verdict(plateau, 10)
+    assert verdict["verdict"] == "does not hold"
+    assert "falling 1% a recording until step 50" in verdict["measured"]
+    falling = [{"epoch": e, "val_loss": 0.1 * 0.7 ** e} for e in range(0, 11)]
+    assert "still falling at step 100" in experiments.overfit_verdict(falling, 10)["measured"]
 
 
 def test_sources_verdict_says_it_tests_another_form():

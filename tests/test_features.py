@@ -132,6 +132,17 @@ def test_local_weights_file_loads_the_same_network(tmp_path, random_mobilenet):
     assert from_file.fingerprint == random_mobilenet.fingerprint
 
 
+@pytest.mark.parametrize("verbose", [0, 1])
+def test_embedding_a_set_of_one_chunk_prints_no_keras_progress_bar(random_mobilenet, capsys,
+                                                                    verbose):
+    lightness = np.full((2, 32, 32), 50.0, np.float32)  # well under one chunk
+    random_mobilenet.embed(lightness, verbose=verbose)
+    out, err = capsys.readouterr()
+    assert out == ""  # Keras' bar ("1/1 ━━━━ 0s 40ms/step") would be here
+    # The progress asked for is tqdm's (on stderr), and only when asked for.
+    assert ("embedding (mobilenet_v2)" in err) == bool(verbose)
+
+
 def test_converted_weights_cut_short_are_converted_again(tmp_path, monkeypatch, mobilenet):
     import os
 

@@ -118,6 +118,64 @@ def test_faces_of_mixed_hues_are_mottled():
     assert metrics.describe_colour(summary).startswith("mottled faces")
 
 
+def face_of(size, first_lab, second_lab):
+    """A Lab image, neutral but for its face region: ``first_lab`` and ``second_lab`` in
+    alternate columns there."""
+    lab = np.empty((size, size, 3))
+    lab[:] = (65.0, 0.0, 0.0)
+    face = metrics.region_masks(size)["face"]
+    columns = (np.arange(size)[None, :] % 2 == 0) & face
+    lab[columns] = first_lab
+    lab[face & ~columns] = second_lab
+    return lab
+
+
+def test_colours_that_cancel_are_not_graded_as_colour():
+    # Half the face +a, half -a: every pixel has chroma 25, their mean a,b has none.
+    truth = metrics.region_colours(face_of(64, (65, 25, 0), (65, 25, 0)))
+    cancelling = metrics.region_colours(face_of(64, (65, 25, 0), (65, -25, 0)))
+    assert truth["face_chroma"] == pytest.approx(25) == truth["face_pixel_chroma"]
+    assert truth["face_consistency"] == pytest.approx(1)
+    assert cancelling["face_pixel_chroma"] == pytest.approx(25)
+    assert cancelling["face_chroma"] < 1 and cancelling["face_consistency"] < 0.05
+
+    def word(predicted):
+        summary = {**predicted, **{f"{key}_truth": value for key, value in truth.items()}}
+        return metrics.describe_region(summary, "face").split(":")[0]
+
+    assert word(truth) == "pink/red"  # uniform, the same per-pixel chroma: coloured
+    assert word(cancelling) == "mottled"
+    assert metrics.region_family(word(cancelling)) is None
+    # Hues 110 degrees apart cancel in part: the mean's chroma is cos 55 = 57% of the
+    # pixels' (not mottled), and the word is graded on it: muted, not full pink/red.
+    partly = metrics.region_colours(face_of(64, lab_at(65, 55, 25), lab_at(65, -55, 25)))
+    assert partly["face_consistency"] == pytest.approx(np.cos(np.radians(55)), abs=0.01)
+    assert word(partly) == "pink/red (muted)"
+    # Weak colours that cancel are gray, not mottled: the pixels hardly have colour.
+    assert word(metrics.region_colours(face_of(64, (65, 4, 0), (65, -4, 0)))) == "gray"
+    assert "C 0.0 (truth pink/red: 0 deg, C 25.0)" in metrics.describe_region(
+        {**cancelling, **{f"{key}_truth": value for key, value in truth.items()}}, "face")
+    # Cancelling colours everywhere: mottled, not the report's "grayish" (a washed-out gray).
+    noise = np.empty((64, 64, 3))
+    noise[:] = (65, 25, 0)
+    noise[:, 1::2] = (65, -25, 0)
+    uniform = metrics.region_colours(np.broadcast_to((65.0, 25.0, 0.0), (64, 64, 3)))
+    summary = {**metrics.region_colours(noise),
+               **{f"{key}_truth": value for key, value in uniform.items()}}
+    assert metrics.describe_colour(summary) == "mottled faces, mottled background"
+
+
+def test_ciede2000_is_zero_for_identical_images_and_grows_with_an_ab_shift():
+    photo = skdata.astronaut()[::8, ::8]
+    lab = color.rgb_to_lab(photo)
+    shifted = [color.to_uint8(color.lab_to_rgb(lab + (0, shift, shift))) for shift in (3, 10)]
+    per_image = metrics.evaluate(np.stack([photo] * 3), np.stack([photo, *shifted]))
+    assert per_image["delta_e"][0] == 0
+    assert 0 < per_image["delta_e"][1] < per_image["delta_e"][2]
+    by_hand = color.delta_e(color.rgb_to_lab(photo), color.rgb_to_lab(shifted[1])).mean()
+    assert per_image["delta_e"][2] == pytest.approx(by_hand)
+
+
 def test_summary_hue_is_a_chroma_weighted_circular_mean():
     photo = skdata.astronaut()[::4, ::4]
     gray = color.to_uint8(color.rgb_to_gray(photo))

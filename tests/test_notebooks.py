@@ -91,9 +91,10 @@ def check_02_portrait_dataset(results: dict, real_data: bool) -> None:
     assert results["video_leak_fraction"]["by image"] > 0.5
     assert results["video_leaked_persons"]["by person"] == 0
     assert results["video_leak_fraction"]["by person"] == 0
-    loss = results["memoriser_loss"]
-    assert loss["by image"] < loss["by person"] / 2
-    assert loss["by image"] < results["gray_loss"]["by image"] / 2
+    loss, gray = results["memoriser_loss"], results["gray_loss"]
+    # Each split tests its own frames: the memoriser is measured against gray on them.
+    assert loss["by image"] / gray["by image"] < loss["by person"] / gray["by person"] / 2
+    assert loss["by image"] < gray["by image"] / 2
     if real_data:
         assert results["image_files"] == 2228 and results["cleaned_files"] == 300
         # One portrait per person: the split by person is a safeguard here.

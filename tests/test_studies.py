@@ -40,6 +40,13 @@ def test_a_study_trains_each_setting_from_each_seed_and_shares_identical_runs(ci
                               keep_models=True, progress=False)
     assert again[0].run_dir == runs[0].run_dir and again[0].scores == {}
     assert again[0].history == runs[0].history and again[0].model is not None
+    # Scored on other images: the same model's scores, measured there; the history kept.
+    other = {"other": held_out["test"]}
+    scored = studies.scored_on(again, ci_data, other)
+    assert scored[0].history == again[0].history and again[0].scores == {}
+    assert scored[0].scores["other"]["psnr"] == pytest.approx(runs[0].scores["test"]["psnr"])
+    with pytest.raises(ValueError, match="keep_models=True"):
+        studies.scored_on(runs[:1], ci_data, other)
     rows = studies.seed_table(runs, {**studies.RUN_VALUES, **studies.score_values("test")})
     assert [row["setting"] for row in rows] == list(settings)
     assert rows[0]["seeds"] == 2 and "test PSNR (dB)" in rows[0]
@@ -63,6 +70,37 @@ def test_the_seed_table_gives_mean_and_standard_deviation_per_setting():
     assert a["gap mean"] == pytest.approx(np.mean([0.5, 1.0]))
     assert a["held-out loss"] == "2 ± 1.4"
     assert np.isnan(b["held-out loss sd"]) and b["held-out loss"] == "5"
+    # The same cells as a table of replicates that are not runs.
+    by_replicate, _ = studies.replicate_table({"a": {1: 1.0, 2: 3.0}, "b": {1: 5.0}},
+                                              "held-out loss")
+    assert by_replicate == {key: value for key, value in a.items()
+                            if key in ("setting", "seeds") or key.startswith("held-out loss")}
+
+
+def test_a_replicate_table_tabulates_clips_for_a_paired_verdict():
+    from scipy import stats
+
+    from koala_lib.verdicts import difference_verdict
+
+    flicker = {"no smoothing": {"clip 1": 3.0, "clip 2": 4.0, "clip 3": 5.5},
+               "smoothing 0.5": {"clip 1": 1.0, "clip 2": 1.5, "clip 3": 2.5}}
+    rows = studies.replicate_table(flicker, "flicker", count="clips")
+    raw, smoothed = rows
+    assert list(raw) == ["setting", "clips", "flicker", "flicker mean", "flicker sd",
+                         "flicker by seed"]
+    assert (raw["setting"], raw["clips"]) == ("no smoothing", 3)
+    assert raw["flicker mean"] == pytest.approx(12.5 / 3)
+    assert raw["flicker sd"] == pytest.approx(np.std([3.0, 4.0, 5.5], ddof=1))
+    assert raw["flicker"] == "4.167 ± 1.3"
+    assert smoothed["flicker by seed"] == flicker["smoothing 0.5"]
+    verdict = difference_verdict(rows, "flicker", unit="clips")
+    assert (verdict["test"], verdict["replicates"], verdict["unit"]) == (
+        "paired t-test", 3, "clips")
+    assert verdict["compared"] == "smoothing 0.5 vs no smoothing"
+    assert verdict["p"] == pytest.approx(stats.ttest_rel([1.0, 1.5, 2.5], [3.0, 4.0, 5.5]).pvalue)
+    assert "paired over 3 clips" in verdict["verdict"]
+    with pytest.raises(ValueError, match="no replicates for \\['none'\\]"):
+        studies.replicate_table({"none": {}}, "flicker")
 
 
 def test_a_fixed_row_reads_a_prediction_that_needs_no_training():

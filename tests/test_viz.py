@@ -51,20 +51,59 @@ def test_render_ab_channel_shows_the_sign_as_hue():
     assert yellow[2] < yellow[0] and yellow[2] < yellow[1]  # +b has little blue
 
 
-def test_comparison_grid_layout_and_errors():
+def test_comparison_grid_shows_gray_input_each_prediction_and_truth_from_model_arrays():
     rgb = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
-    gray = color.rgb_to_gray(rgb)
-    fig = viz.comparison_grid(gray, rgb, rgb, row_labels=["a", "b", "c"])
-    assert len(fig.get_axes()) == 9
-    assert [ax.get_title() for ax in fig.get_axes()[:3]] == [
-        "Gray input", "Prediction", "Ground truth"
-    ]
-    with pytest.raises(ValueError, match="same number"):
-        viz.comparison_grid(gray[:2], rgb, rgb)
+    lightness, truth_ab = color.rgb_to_model(rgb)
+    predictions = {"zeros": np.zeros_like(truth_ab), "halved": list(truth_ab / 2)}
+    fig = viz.comparison_grid(lightness, predictions, truth_ab, row_labels=["a", "b", "c"])
+    axes = np.array(fig.get_axes()).reshape(3, 4)
+    assert [ax.get_title() for ax in axes[0]] == ["gray input", "zeros", "halved", "truth"]
+    assert [ax.get_ylabel() for ax in axes[:, 0]] == ["a", "b", "c"]
+    shown = [np.asarray(ax.get_images()[0].get_array()) for ax in axes[1]]
+    gray_input, zeros, halved, truth = shown
+    # The gray input is L with a = b = 0: neutral, and what a zero prediction shows.
+    np.testing.assert_allclose(gray_input, zeros)
+    assert np.ptp(gray_input, axis=-1).max() < 1e-3
+    np.testing.assert_allclose(truth, rgb[1] / 255.0, atol=0.02)
+    assert 0 < np.ptp(halved, axis=-1).mean() < np.ptp(truth, axis=-1).mean()
+
+
+def test_comparison_grid_refuses_columns_that_do_not_match_the_gray_inputs():
+    lightness, truth_ab = color.rgb_to_model(np.zeros((3, 8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match="'short' has 2 images for 3 gray inputs"):
+        viz.comparison_grid(lightness, {"short": truth_ab[:2]}, truth_ab)
+    with pytest.raises(ValueError, match="'truth' has 2 images for 3 gray inputs"):
+        viz.comparison_grid(lightness, {}, truth_ab[:2])
+    with pytest.raises(ValueError, match=r"shape \(3, 4, 4, 2\)"):
+        viz.comparison_grid(lightness, {"small": truth_ab[:, :4, :4]}, truth_ab)
+    with pytest.raises(ValueError, match="hide the grid's own 'truth'"):
+        viz.comparison_grid(lightness, {"truth": truth_ab}, truth_ab)
     with pytest.raises(ValueError, match="row labels"):
-        viz.comparison_grid(gray, rgb, rgb, row_labels=["only one"])
+        viz.comparison_grid(lightness, {}, truth_ab, row_labels=["only one"])
+
+
+def test_image_grid_refuses_uneven_or_empty_columns():
+    with pytest.raises(ValueError, match="same number"):
+        viz.image_grid({"two": [np.zeros((4, 4))] * 2, "one": [np.zeros((4, 4))]})
     with pytest.raises(ValueError, match="empty"):
         viz.image_grid({"nothing": []})
+
+
+def test_image_grid_wraps_long_column_titles_to_the_column_width():
+    image = [np.zeros((4, 4))]
+    long = "classification (T = 0.6), bilinear"
+    fig = viz.image_grid({"MSE": image, long: image, "two\nlines": image}, size=1.7)
+    short_title, long_title, given = [ax.get_title() for ax in fig.get_axes()]
+    assert short_title == "MSE" and given == "two\nlines"
+    assert "\n" in long_title and long_title.replace("\n", " ") == long
+    # Each line fits its column: narrower than the column is wide.
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    column_pixels = 1.7 * fig.dpi
+    assert fig.get_axes()[1].title.get_window_extent(renderer).width < column_pixels
+    # A wider column keeps the same title on one line.
+    wide = viz.image_grid({long: image}, size=4)
+    assert wide.get_axes()[0].get_title() == long
 
 
 def test_ab_shift_explorer_updates_its_image_when_a_slider_moves():

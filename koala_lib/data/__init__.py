@@ -30,6 +30,7 @@ from koala_lib.data.portraits import PortraitData, load_portraits
 from koala_lib.data.sources import (
     NoPortraitsError,
     Portrait,
+    black_and_white_files,
     list_images,
     portrait_dir,
     read_manifest,
@@ -43,6 +44,7 @@ __all__ = [
     "NoPortraitsError",
     "Portrait",
     "PortraitData",
+    "black_and_white_files",
     "clean",
     "decode_rgb",
     "is_image_file",

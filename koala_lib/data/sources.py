@@ -289,6 +289,20 @@ def list_images(folder: Path, colour_only: bool = True) -> list[Path]:
     return sorted(path for path in folder.rglob("*") if is_image_file(path) and path.is_file())
 
 
+def black_and_white_files(folder: Path, limit: int | None = None) -> list[Path]:
+    """The files of ``folder``'s manifest rows whose mode is not RGB (old black-and-white
+    photos: what a colorizer is for), sorted, the first ``limit``; [] without a manifest.
+    Paths resolve as :func:`image_file` resolves them (``roots.json`` included); rows naming
+    missing files are left out, said in one line, as :func:`list_images` does."""
+    folder = Path(folder)
+    rows = read_manifest(folder)
+    folder_roots = roots(folder) if rows else {}
+    # An empty mode counts as RGB, as in list_images: these are the files it leaves out.
+    files = sorted((image_file(folder, row["path"], folder_roots), row["path"]) for row in rows
+                   if (row.get("mode") or "RGB").upper() != "RGB")
+    return _present(folder, [(name, path) for path, name in files])[:limit]
+
+
 def _images_in(folder: Path) -> list[Path]:
     images = list_images(folder)
     if not images:
