@@ -54,7 +54,7 @@ from koala_lib.evaluate import (
 from koala_lib.losses import report_mse, steps_until_plateau
 from koala_lib.model import build_colorizer
 from koala_lib.train import TrainConfig, train
-from koala_lib.verdicts import difference_verdict
+from koala_lib.verdicts import difference_verdict, replicate_columns
 
 
 @dataclass(frozen=True)
@@ -148,8 +148,9 @@ def run_table1(data: PortraitData, run_root, base: TrainConfig, batch_scale: flo
                                           PredictedAB(again.model, data, indices))[1]["loss"]
         if extra:  # the row's other columns are seed base.seed's; this one is all seeds'
             rows[-1]["held-out loss by seed"] = dict(by_seed[name])
-            rows[-1]["held-out loss, all seeds"] = (f"{_mean_sd(list(by_seed[name].values()))}"
-                                                    f" ({len(by_seed[name])} seeds)")
+            spread = replicate_columns("held-out loss", by_seed[name])
+            rows[-1]["held-out loss, all seeds"] = (f"{spread['held-out loss']} "
+                                                    f"({len(by_seed[name])} seeds)")
     table = Table1Result(rows, indices, predictions, per_image, histories, by_seed)
     table.verdicts = report_verdicts(table)
     for verdict in table.verdicts:
@@ -218,19 +219,13 @@ def _over_seeds(result: Table1Result, name: str, other: str | None):
                           if loss is not None)
         return (UNTESTED, f"one training run each ({shown}): these two models differ or not, "
                 "but a training choice is tested over seeds", "none (one seed)", 1)
-    rows = [{"setting": run.split(":")[0], "held-out loss": _mean_sd(list(found.values())),
-             "held-out loss mean": float(np.mean(list(found.values()))),
-             "held-out loss by seed": found} for run, found in losses.items()]
+    rows = [{"setting": run.split(":")[0], **replicate_columns("held-out loss", found)}
+            for run, found in losses.items()]
     found = difference_verdict(rows, "held-out loss", between=("run 4", "run 2"))
     detected = not found["verdict"].startswith("no difference detected")
     return (DOES_NOT_HOLD if detected else f"{NOT_DETECTED} over {found['replicates']} seeds",
             f"held-out loss over seeds {found['measured']}: {found['verdict']}",
             found["test"], found["replicates"])
-
-
-def _mean_sd(values) -> str:
-    values = np.asarray(values, np.float64)
-    return f"{values.mean():.4f} ± {values.std(ddof=1):.2g}"
 
 
 def epochs_verdict(history: list[dict], below: int = 10, gain: float = EPOCH_GAIN) -> dict:

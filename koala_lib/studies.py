@@ -29,6 +29,7 @@ import numpy as np
 from koala_lib.data.portraits import PortraitData
 from koala_lib.evaluate import PredictedAB, measure
 from koala_lib.train import SubsetLoss, TrainConfig, train
+from koala_lib.verdicts import mean_sd_text, replicate_columns
 
 TRAIN_SUBSET = 32  # training images whose loss is measured each epoch, as val_loss is
 
@@ -159,7 +160,7 @@ def seed_table(runs: list[StudyRun], values: dict | None = None, **columns) -> l
                **{column: given[setting] for column, given in columns.items()},
                "seeds": len(chosen)}
         for column, read in values.items():
-            row |= _spread_columns(column, {run.seed: read(run) for run in chosen})
+            row |= replicate_columns(column, {run.seed: read(run) for run in chosen})
         rows.append(row)
     return rows
 
@@ -173,25 +174,8 @@ def replicate_table(values: dict[str, dict], column: str, count: str = "seeds") 
     empty = [setting for setting, found in values.items() if not found]
     if empty:
         raise ValueError(f"no replicates for {empty}: every setting needs a value at least.")
-    return [{"setting": setting, count: len(found), **_spread_columns(column, found)}
+    return [{"setting": setting, count: len(found), **replicate_columns(column, found)}
             for setting, found in values.items()]
-
-
-def _spread_columns(column: str, by_replicate: dict) -> dict:
-    """``column``'s cells of a row from its replicates' values ({replicate: value}): the
-    mean, the standard deviation (ddof 1; NaN for one), "mean ± sd" as text, and the values
-    ("<column> by seed")."""
-    found = {replicate: float(value) for replicate, value in by_replicate.items()}
-    values = np.array(list(found.values()), np.float64)
-    mean = float(values.mean())
-    sd = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
-    return {column: _mean_sd_text(mean, sd), f"{column} mean": mean, f"{column} sd": sd,
-            f"{column} by seed": found}
-
-
-def _mean_sd_text(mean: float, sd: float) -> str:
-    """A table cell: "mean ± sd", or the mean alone where there is no spread (NaN)."""
-    return f"{mean:.4g} ± {sd:.2g}" if np.isfinite(sd) else f"{mean:.4g}"
 
 
 def fixed_row(setting: str, scores: dict, values: dict) -> dict:
@@ -202,7 +186,7 @@ def fixed_row(setting: str, scores: dict, values: dict) -> dict:
     row = {"setting": setting, "seeds": "-"}
     for column, read in values.items():
         value = float(read(run))
-        row[column] = _mean_sd_text(value, np.nan)
+        row[column] = mean_sd_text(value, np.nan)
         row[f"{column} mean"], row[f"{column} sd"] = value, np.nan
     return row
 

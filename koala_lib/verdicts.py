@@ -4,7 +4,9 @@ A training choice (a learning rate, more epochs, an ablation) is replicated by t
 runs, one a seed: the portraits one trained model is measured on show how that network
 errs, not whether another setting would train a different one. :func:`difference_verdict`
 compares two settings over their replicates, named with the test and the replicate count;
-:func:`multiplicity_note` says what several such tests mean together.
+:func:`multiplicity_note` says what several such tests mean together;
+:func:`replicate_columns` makes the cells of a row it reads (the mean, the spread, each
+replicate's value), for seeds and clips alike.
 """
 
 from __future__ import annotations
@@ -92,3 +94,20 @@ def multiplicity_note(verdicts: list[dict]) -> str:
             f"difference anywhere about {len(tested) * SIGNIFICANCE:.1f} would pass by chance"
             + (f"; {screens} of them a screen (a pair chosen after looking)" if screens else "")
             + ".")
+
+
+def replicate_columns(column: str, by_replicate: dict) -> dict:
+    """``column``'s cells of a row from its replicates' values ({replicate: value}): the
+    mean, the standard deviation (ddof 1; NaN for one), "mean ± sd" as text, and the values
+    ("<column> by seed")."""
+    found = {replicate: float(value) for replicate, value in by_replicate.items()}
+    values = np.array(list(found.values()), np.float64)
+    mean = float(values.mean())
+    sd = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+    return {column: mean_sd_text(mean, sd), f"{column} mean": mean, f"{column} sd": sd,
+            f"{column} by seed": found}
+
+
+def mean_sd_text(mean: float, sd: float) -> str:
+    """A table cell: "mean ± sd", or the mean alone where there is no spread (NaN)."""
+    return f"{mean:.4g} ± {sd:.2g}" if np.isfinite(sd) else f"{mean:.4g}"

@@ -41,7 +41,7 @@ def test_table1_runner_fills_every_column(ci_data, tmp_path):
     assert losses[base.seed] == result.rows[4]["held-out loss"]
     spread = np.array(list(losses.values()))
     assert result.rows[4]["held-out loss, all seeds"] == (
-        f"{spread.mean():.4f} ± {spread.std(ddof=1):.2g} (3 seeds)")
+        f"{spread.mean():.4g} ± {spread.std(ddof=1):.2g} (3 seeds)")
     assert result.rows[3]["held-out loss, all seeds"] == "one seed"
     assert [row["replicates"] for row in result.rows[3:]] == [1, 1]  # colour words, one run
     assert [verdict["run"] for verdict in result.verdicts] == ["run 1: 40/2/1", "run 2: 4/3/2"]
