@@ -11,7 +11,6 @@ Run: KOALA_PROFILE=cpu .venv/bin/python benchmarks/objectives.py  (about 8 min o
 
 from dataclasses import replace
 
-import numpy as np
 
 from koala_lib import course, evaluate, train
 from koala_lib.data import load_portraits
@@ -22,10 +21,8 @@ COLUMNS = ("prediction", "PSNR (dB)", "SSIM", "colourfulness gap", "chroma vs tr
 
 
 def table(data, models, indices):
-    predictions = {"gray": np.zeros((len(indices), data.image_size, data.image_size, 2),
-                                    np.float32)}
-    for name, model in models.items():
-        predictions[name] = evaluate.PredictedAB(model, data, indices, temperature=TEMPERATURE)
+    predictions = evaluate.predictions(data, indices, {name: (model, TEMPERATURE)
+                                                       for name, model in models.items()})
     return evaluate.table_markdown(evaluate.compare(data, indices, predictions).rows, COLUMNS)
 
 

@@ -293,3 +293,18 @@ def test_a_file_name_that_is_not_utf_8_is_evaluated_like_any_other(photo_folder,
     data, skipped = evaluate.load_folder(photo_folder, mobilenet, 32, progress=False)
     assert len(data.indices("all")) == 10
     assert os.fsdecode(b"caf\xe9 portrait.jpg") in data.prepared.names
+
+
+def test_quality_targets_say_what_was_met_by_one_run_of_each_head():
+    gray = {"psnr": 23.0, "ssim": 0.95, "colourfulness_gap": -40.0}
+    regression = {"psnr": 25.0, "ssim": 0.94, "colourfulness_gap": -20.0}
+    classification = {"psnr": 24.0, "ssim": 0.935, "colourfulness_gap": -5.0}
+    cross = {"gray": {"psnr": 24.0, "ssim": 0.96},
+             "regression": {"psnr": 24.5, "ssim": 0.95},
+             "classification": {"psnr": 23.0, "ssim": 0.94}}
+    targets = evaluate.quality_targets(gray, regression, classification, cross)
+    # Gap 5 against 20 (at most half), PSNR above gray's, SSIM 0.015 under gray's (more than
+    # 0.01), and across sources the best PSNR (regression) loses to gray's SSIM.
+    assert [target["met"] for target in targets] == [True, True, False, False]
+    assert "(25%)" in targets[0]["measured"] and "regression" in targets[3]["measured"]
+    assert {target["replicates"] for target in targets} == {1}

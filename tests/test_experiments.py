@@ -164,8 +164,14 @@ def test_sources_verdict_says_it_tests_another_form():
     rows = [row("narrow", "us", 0.8, 100), row("narrow", "uk", 0.6, 100),
             row("diverse", "us", 0.5, 100), row("diverse", "uk", 0.5, 100)]
     verdict = experiments.sources_verdict(rows)
-    assert verdict["verdict"].startswith("tested in another form: holds")
+    # Half the truth's chroma is visible colour: "no visible change" does not hold against
+    # gray, while the diverse model does colour less than the narrow one.
+    assert verdict["verdict"] == ("tested in another form (one source, not one video): "
+                                  "against gray does not hold; less colour than the narrow "
+                                  "set holds")
     assert "50% of the truth's trained on diverse, 70% on narrow" in verdict["measured"]
+    faint = [row("narrow", "us", 0.8, 100), row("diverse", "us", 0.1, 100)]
+    assert "against gray holds" in experiments.sources_verdict(faint)["verdict"]
 
 
 def test_verdicts_without_enough_numbers_say_so_instead_of_crashing():
