@@ -11,7 +11,6 @@ Run: KOALA_PROFILE=cpu .venv/bin/python benchmarks/objectives.py  (about 8 min o
 
 from dataclasses import replace
 
-
 from koala_lib import course, evaluate, train
 from koala_lib.data import load_portraits
 
