@@ -195,18 +195,19 @@ def check_06_training_on_gpu(results: dict, real_data: bool) -> None:
 
 def check_07_reproduce_table1(results: dict, real_data: bool) -> None:
     rows = {row["run"]: row for row in results["table1"]}
-    assert len(rows) == 6 and results["batch_scale"] == SETTINGS.batch_scale
-    assert [row["updates"] for row in results["table1"][2:]] == [10, 10, 200, 30]
+    assert len(rows) == 7 and results["batch_scale"] == SETTINGS.batch_scale
+    runs = results["table1"][3:]  # after the gray, mean and per-pixel mean baselines
+    assert [row["updates"] for row in runs] == [10, 10, 200, 30]
     for row in results["table1"]:
-        for key in ("train loss", "held-out loss", "PSNR (dB)", "SSIM", "colourfulness",
+        for key in ("train loss", "held-out loss", "PSNR (dB)", "SSIM", "ΔE00", "colourfulness",
                     "colourfulness gap", "faces", "background", "measured", "report"):
             assert row[key] is not None and row[key] != "", (row["run"], key)
     assert rows["baseline: gray (a = b = 0)"]["measured"] == "grayish"
     # Each run quotes its own comment from the report: three distinct ones for four runs.
-    assert len({row["report"] for row in results["table1"][2:]}) == 3
+    assert len({row["report"] for row in runs}) == 3
     verdicts = results["report_verdicts"]
     assert len(verdicts) == 4
-    for verdict, run in zip(verdicts[:3], results["table1"][2:5], strict=True):
+    for verdict, run in zip(verdicts[:3], runs[:3], strict=True):
         assert verdict["measured"] == f"measured: {run['measured']}", run["run"]
     # Run 4 against run 2 is a test over training runs, never over one model's portraits.
     assert (verdicts[3]["test"], verdicts[3]["replicates"]) == ("paired t-test", 3)
@@ -214,6 +215,10 @@ def check_07_reproduce_table1(results: dict, real_data: bool) -> None:
     # The run with the most updates beats the gray baseline on held-out persons.
     assert rows["run 3: 10/100/2"]["held-out loss"] < rows["baseline: gray (a = b = 0)"][
         "held-out loss"]
+    # Notebook 01's per-pixel mean colouring fits held-out persons better than one mean.
+    assert rows["baseline: per-pixel training mean a,b"]["held-out loss"] < rows[
+        "baseline: training mean a,b"]["held-out loss"]
+    assert rows["run 4: 100/10/3"]["held-out loss, all seeds"].endswith("(3 seeds)")
     curve = results["epochs_curve"]["val_loss"]
     assert min(curve[1:]) < curve[0]
     assert len(results["sources"]) == 4
@@ -226,7 +231,8 @@ def check_07_reproduce_table1(results: dict, real_data: bool) -> None:
 
 def check_08_evaluate_and_colorize(results: dict, real_data: bool) -> None:
     rows = {row["prediction"]: row for row in results["evaluation"]}
-    assert set(rows) == {"gray (a = b = 0)", "training mean a,b", "trained model"}
+    assert set(rows) == {"gray (a = b = 0)", "training mean a,b", "per-pixel training mean a,b",
+                         "trained model"}
     assert rows["gray (a = b = 0)"]["measured"].startswith("grayish")
     assert "PSNR" in results["protocol"]
     assert results["your_photo_shape_in"][:2] == results["your_photo_shape_out"][:2]
