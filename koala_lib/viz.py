@@ -119,17 +119,21 @@ def image_grid(columns: Mapping[str, Sequence], row_labels: Sequence[str] | None
 
 def _wrap_title(title: str, size: float) -> str:
     """``title`` broken into lines that fit a column ``size`` inches wide (at least 8
-    characters a line; words longer than that are split, its own line breaks kept)."""
+    characters a line; words longer than that are split, its own line breaks kept). A
+    setting "T = 0.6" stays on one line."""
     width = max(8, int(size * TITLE_CHARACTERS_PER_INCH))
+    joined = str(title).replace(" = ", "\N{NO-BREAK SPACE}=\N{NO-BREAK SPACE}")
     return "\n".join(textwrap.fill(line, width, break_on_hyphens=False)
-                     for line in str(title).split("\n"))
+                     for line in joined.split("\n")).replace("\N{NO-BREAK SPACE}", " ")
 
 
 def _label_row(ax, label: str, horizontal: bool = False) -> None:
-    """Write ``label`` left of ``ax`` (an image axes, its ticks hidden)."""
-    ax.axis("on")
+    """Write ``label`` left of ``ax`` (an image axes, its ticks and frame hidden)."""
+    ax.axis("on")  # the label needs the axis; the frame would look like part of the image
     ax.set_xticks([])
     ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
     if horizontal:
         ax.set_ylabel(label, fontsize=10, rotation=0, ha="right", va="center", labelpad=6)
     else:

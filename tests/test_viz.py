@@ -96,6 +96,7 @@ def test_image_grid_wraps_long_column_titles_to_the_column_width():
     short_title, long_title, given = [ax.get_title() for ax in fig.get_axes()]
     assert short_title == "MSE" and given == "two\nlines"
     assert "\n" in long_title and long_title.replace("\n", " ") == long
+    assert any("T = 0.6" in line for line in long_title.split("\n"))  # a setting stays whole
     # Each line fits its column: narrower than the column is wide.
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
@@ -104,6 +105,15 @@ def test_image_grid_wraps_long_column_titles_to_the_column_width():
     # A wider column keeps the same title on one line.
     wide = viz.image_grid({long: image}, size=4)
     assert wide.get_axes()[0].get_title() == long
+
+
+def test_row_labels_leave_the_first_column_without_a_frame():
+    images = [np.zeros((8, 8, 3), np.uint8)] * 2
+    fig = viz.image_grid({"a": images, "b": images}, row_labels=["one", "two"])
+    first, second = fig.axes[0], fig.axes[2]  # column a of row 1, column a of row 2
+    assert (first.get_ylabel(), second.get_ylabel()) == ("one", "two")
+    assert not any(spine.get_visible() for spine in first.spines.values())
+    plt.close(fig)
 
 
 def test_ab_shift_explorer_updates_its_image_when_a_slider_moves():
