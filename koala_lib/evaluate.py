@@ -382,7 +382,8 @@ class HeldOutMetrics(keras.callbacks.Callback):
     the first and the last epoch, and in between as often as keeps them under ``budget``
     (a tenth) of the training time: after each measurement, every ceil(its seconds /
     (budget x the epoch's seconds)) epochs. On a CPU, where an epoch takes far longer than
-    the metrics, that is every epoch. Which epochs were measured is in :attr:`measured`."""
+    the metrics, that is nearly every epoch (the rule reads timings, so a slow measurement
+    can skip one). Which epochs were measured is in :attr:`measured`."""
 
     def __init__(self, data: PortraitData, indices, every: int | str = "auto",
                  budget: float = 0.1):
