@@ -145,14 +145,16 @@ def constant_loss(data: PortraitData, indices, value) -> float:
     return total / (len(indices) * data.image_size ** 2 * 2)
 
 
-def baselines(count: int, image_size: int, train_mean, per_pixel_mean=None
+def baselines(count: int, image_size: int, train_mean=None, per_pixel_mean=None
               ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Predictions that need no training for ``count`` images: gray (a = b = 0) everywhere,
-    the training mean scaled a,b everywhere and, when ``per_pixel_mean`` (S, S, 2) is given,
-    that map for every image. Returns {name: (scaled a,b, constant or map)}; the a,b are
-    read-only broadcast views, so they take no memory."""
+    """Predictions that need no training for ``count`` images: gray (a = b = 0) everywhere
+    and, for those given, the training mean scaled a,b everywhere and the per-pixel map
+    ``per_pixel_mean`` (S, S, 2) for every image. Returns {name: (scaled a,b, constant or
+    map)}; the a,b are read-only broadcast views, so they take no memory."""
     shape = (count, image_size, image_size, 2)
-    constants = {GRAY: np.zeros(2, np.float32), TRAIN_MEAN: np.asarray(train_mean, np.float32)}
+    constants = {GRAY: np.zeros(2, np.float32)}
+    if train_mean is not None:
+        constants[TRAIN_MEAN] = np.asarray(train_mean, np.float32)
     if per_pixel_mean is not None:
         constants[PER_PIXEL_MEAN] = np.asarray(per_pixel_mean, np.float32)
     return {name: (np.broadcast_to(value, shape), value) for name, value in constants.items()}
@@ -164,12 +166,10 @@ def predictions(data: PortraitData, indices, models=None, train_indices=None) ->
     mean a,b (of those images), then one :class:`PredictedAB` for each of ``models``
     ({name: keras model, or (model, temperature) for a classification read-out})."""
     indices = _check_not_empty(indices)
-    shape = (len(indices), data.image_size, data.image_size, 2)
-    found = {GRAY: np.broadcast_to(np.zeros(2, np.float32), shape)}
-    if train_indices is not None:  # gray again, then the two training means
-        found.update({name: predicted for name, (predicted, _) in baselines(
-            len(indices), data.image_size, mean_ab(data, train_indices),
-            per_pixel_mean_ab(data, train_indices)).items()})
+    means = (() if train_indices is None
+             else (mean_ab(data, train_indices), per_pixel_mean_ab(data, train_indices)))
+    found = {name: predicted for name, (predicted, _) in
+             baselines(len(indices), data.image_size, *means).items()}
     for name, entry in (models or {}).items():
         model, temperature = entry if isinstance(entry, tuple) else (entry, None)
         found[name] = PredictedAB(model, data, indices, temperature=temperature)

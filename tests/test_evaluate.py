@@ -120,6 +120,7 @@ def test_a_folder_without_colour_photos_is_a_clear_error(portrait_folder, saved_
 
 
 def test_baselines_and_the_summary_row():
+    assert list(evaluate.baselines(3, 8)) == [evaluate.GRAY]
     gray, mean = evaluate.baselines(3, 8, [0.1, -0.2]).values()
     assert gray[0].shape == (3, 8, 8, 2) and not gray[0].any()
     np.testing.assert_allclose(mean[0][2, 7, 7], [0.1, -0.2])
